@@ -1,0 +1,1 @@
+"""Renderers: one analysis result in, one matplotlib figure out. Nothing here computes statistics."""

@@ -1,0 +1,353 @@
+"""Reading runs from any tracking store MLflow accepts, without changing it.
+
+The only module that reads from MLflow. It opens the store, resolves the experiment, fetches runs as
+plain records (see `mlviz.sweep.build_sweep`) and metric histories in bulk:
+
+- SQL stores: one `get_metric_history_bulk` query per metric for all runs, on MLflow's own store object.
+- HTTP servers: the server's `metrics/get-history-bulk` endpoint, 100 runs a call, calls in parallel
+  (it returns full histories, up to 25,000 points a call; a call that hits the cap is split).
+- File stores: `get_metric_history` per run, in a thread pool.
+
+Stores are never modified by reading: an SQLite file whose schema is older than this MLflow's is read
+from a temporary copy (MLflow would otherwise migrate it in place), a missing SQLite file is an error
+rather than a new empty store, and the `.trash` folder MLflow creates in a file store is removed again.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pandas as pd
+
+from mlviz.errors import MlvizError
+from mlviz.sweep import Exclusion
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+_RUN_DIR_RE = re.compile(r"^[0-9a-f]{32}$")
+_BULK_CAP = 25000
+_BULK_RUNS = 100
+
+
+def default_tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "message", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@dataclass
+class ExperimentInfo:
+    experiment_id: str
+    name: str
+    artifact_location: str
+
+
+class Store:
+    """A tracking store opened for reading (and, through `client`, for the sink to log into)."""
+
+    def __init__(self, tracking_uri: str | None = None):
+        self.uri = self._normalise(tracking_uri or default_tracking_uri())
+        self.kind = self._kind(self.uri)
+        self.writable = True
+        self.read_only_reason: str | None = None
+        self._tempdir: str | None = None
+        self._trash_existed: bool | None = None
+        self._read_uri = self.uri
+        self._prepare()
+        from mlflow import MlflowClient
+
+        self.read_client = MlflowClient(tracking_uri=self._read_uri)
+        self.client = self.read_client if self._read_uri == self.uri else None
+
+    # ------------------------------------------------------------------ opening
+    @staticmethod
+    def _normalise(uri: str) -> str:
+        if "://" not in uri and not uri.startswith("file:"):
+            path = Path(uri).expanduser()
+            if path.suffix == ".db" or (path.is_file() and path.read_bytes()[:15] == b"SQLite format 3"):
+                return "sqlite:///" + str(path.resolve())
+            return "file://" + str(path.resolve())
+        return uri
+
+    @staticmethod
+    def _kind(uri: str) -> str:
+        scheme = urlparse(uri).scheme.lower()
+        if scheme in ("http", "https"):
+            return "http"
+        if scheme == "sqlite":
+            return "sqlite"
+        if scheme == "file":
+            return "file"
+        if scheme in ("databricks", "uc"):
+            return "remote"
+        return "sql"
+
+    def _sqlite_path(self) -> Path:
+        raw = self.uri[len("sqlite:///") :] if self.uri.startswith("sqlite:///") else self.uri.split(":", 1)[1]
+        return Path(unquote(raw))
+
+    def _file_root(self) -> Path:
+        parsed = urlparse(self.uri)
+        return Path(unquote(parsed.path if parsed.netloc in ("", "localhost") else parsed.netloc + parsed.path))
+
+    def _prepare(self) -> None:
+        if self.kind == "sqlite":
+            path = self._sqlite_path()
+            if str(path) in (":memory:", ""):
+                raise MlvizError("an in-memory SQLite store holds no runs; pass a file, e.g. sqlite:///mlflow.db")
+            if not path.is_file():
+                raise MlvizError(f"no MLflow store at {path} (the SQLite file does not exist)")
+            self._check_sqlite_schema(path)
+        elif self.kind == "file":
+            os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
+            root = self._file_root()
+            if not root.is_dir():
+                raise MlvizError(f"no MLflow store at {root} (the folder does not exist)")
+            self._trash_existed = (root / ".trash").exists()
+        elif self.kind == "http":
+            self._check_server()
+
+    def _check_sqlite_schema(self, path: Path) -> None:
+        try:
+            con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            try:
+                tables = {r[0] for r in con.execute("select name from sqlite_master where type='table'")}
+                version = None
+                if "alembic_version" in tables:
+                    row = con.execute("select version_num from alembic_version").fetchone()
+                    version = row[0] if row else None
+            finally:
+                con.close()
+        except sqlite3.DatabaseError as exc:
+            raise MlvizError(f"{path} is not an MLflow SQLite store ({_first_line(exc)})") from None
+        if "runs" not in tables or "experiments" not in tables:
+            raise MlvizError(f"{path} is not an MLflow SQLite store (no runs/experiments tables)")
+        from mlflow.store.db.utils import _get_latest_schema_revision
+
+        head = _get_latest_schema_revision()
+        if version != head:
+            # MLflow migrates an old schema in place when it opens it; read a copy instead.
+            self._tempdir = tempfile.mkdtemp(prefix="mlviz-store-")
+            copy = Path(self._tempdir) / path.name
+            shutil.copy2(path, copy)
+            self._read_uri = "sqlite:///" + str(copy)
+            self.writable = False
+            self.read_only_reason = (
+                f"its schema ({version}) is older than this MLflow's ({head}); logging would migrate it. "
+                f"Run `mlflow db upgrade {self.uri}` first (after a backup), or use --out DIR"
+            )
+
+    def _check_server(self) -> None:
+        import requests
+
+        try:
+            resp = requests.get(self.uri.rstrip("/") + "/health", timeout=5)
+        except requests.RequestException as exc:
+            reason = type(exc).__name__
+            raise MlvizError(f"cannot reach the tracking server at {self.uri} ({reason})") from None
+        if resp.status_code >= 400 and resp.status_code != 404:
+            raise MlvizError(f"the tracking server at {self.uri} answered HTTP {resp.status_code} to /health")
+
+    def writer(self):
+        """The client the sink logs with; refuses when writing would change more than asked."""
+        if not self.writable:
+            raise MlvizError(f"will not log into {self.uri}: {self.read_only_reason}")
+        return self.client
+
+    def close(self) -> None:
+        """Undo what merely opening the store did (a temp copy, an empty `.trash` folder)."""
+        if self._tempdir:
+            shutil.rmtree(self._tempdir, ignore_errors=True)
+            self._tempdir = None
+        if self.kind == "file" and self._trash_existed is False:
+            trash = self._file_root() / ".trash"
+            if trash.is_dir() and not any(trash.iterdir()):
+                trash.rmdir()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ experiments
+    def _call(self, fn, *args, **kwargs):
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return fn(*args, **kwargs)
+        except MlflowException as exc:
+            raise MlvizError(_first_line(exc)) from None
+
+    def experiments(self) -> list[ExperimentInfo]:
+        exps = self._call(self.read_client.search_experiments)
+        return [ExperimentInfo(e.experiment_id, e.name, e.artifact_location) for e in exps]
+
+    def experiment(self, name_or_id: str | None, parent_run: str | None = None) -> ExperimentInfo:
+        """Resolve an experiment by name, then by id; guess it when the store leaves no doubt."""
+        from mlflow.exceptions import MlflowException
+
+        client = self.read_client
+        if name_or_id is None:
+            if parent_run is not None and _RUN_DIR_RE.match(parent_run):
+                try:
+                    run = client.get_run(parent_run)
+                    e = client.get_experiment(run.info.experiment_id)
+                    return ExperimentInfo(e.experiment_id, e.name, e.artifact_location)
+                except MlflowException:
+                    raise MlvizError(f"parent run '{parent_run}' is not in this store") from None
+            exps = self.experiments()
+            with_runs = [
+                e for e in exps if self._call(client.search_runs, [e.experiment_id], max_results=1)
+            ]
+            if len(with_runs) == 1:
+                return with_runs[0]
+            names = ", ".join(f"'{e.name}'" for e in with_runs) or "none has runs"
+            raise MlvizError(f"pass --experiment: this store has several experiments with runs ({names})")
+        exp = None
+        try:
+            exp = client.get_experiment_by_name(name_or_id)
+            if exp is None and str(name_or_id).isdigit():
+                exp = client.get_experiment(str(name_or_id))
+        except MlflowException:
+            exp = None
+        if exp is None:
+            names = ", ".join(f"'{e.name}'" for e in self.experiments()[:15])
+            raise MlvizError(f"no experiment named or numbered '{name_or_id}' in {self.uri} (found: {names})")
+        if exp.lifecycle_stage == "deleted":
+            raise MlvizError(f"experiment '{exp.name}' is deleted; restore it first")
+        return ExperimentInfo(exp.experiment_id, exp.name, exp.artifact_location)
+
+    # ------------------------------------------------------------------ runs
+    def run_records(
+        self, experiment_ids: Sequence[str], filter_string: str = ""
+    ) -> tuple[list[dict], list[Exclusion]]:
+        """All runs of the experiments (deleted ones too, so they can be counted) as plain records."""
+        from mlflow.entities import ViewType
+
+        records: list[dict] = []
+        token = None
+        while True:
+            page = self._call(
+                self.read_client.search_runs,
+                list(experiment_ids),
+                filter_string=filter_string or "",
+                run_view_type=ViewType.ALL,
+                max_results=50000,
+                page_token=token,
+            )
+            for run in page:
+                info, data = run.info, run.data
+                records.append(
+                    {
+                        "run_id": info.run_id,
+                        "run_name": info.run_name or data.tags.get("mlflow.runName"),
+                        "experiment_id": info.experiment_id,
+                        "status": info.status,
+                        "lifecycle_stage": info.lifecycle_stage,
+                        "start_time": info.start_time,
+                        "end_time": info.end_time,
+                        "params": dict(data.params),
+                        "metrics": dict(data.metrics),
+                        "tags": dict(data.tags),
+                    }
+                )
+            token = page.token
+            if not token:
+                break
+        unreadable = self._unreadable_runs(experiment_ids, {r["run_id"] for r in records}, filter_string)
+        return records, unreadable
+
+    def _unreadable_runs(self, experiment_ids, seen: set[str], filter_string: str) -> list[Exclusion]:
+        """Run folders of a file store that MLflow could not read (it skips them with a warning)."""
+        if self.kind != "file" or filter_string:
+            return []
+        out = []
+        root = self._file_root()
+        for exp_id in experiment_ids:
+            for folder in (root / str(exp_id)).iterdir() if (root / str(exp_id)).is_dir() else []:
+                if folder.is_dir() and _RUN_DIR_RE.match(folder.name) and folder.name not in seen:
+                    why = "meta.yaml missing" if not (folder / "meta.yaml").exists() else "meta.yaml invalid"
+                    out.append(Exclusion(folder.name, None, f"unreadable: {why}"))
+        return out
+
+    # ------------------------------------------------------------------ histories
+    def histories(self, run_ids: Sequence[str], keys: Iterable[str], workers: int = 8) -> pd.DataFrame:
+        """Full metric histories as a long table: run_id, key, step, value, timestamp."""
+        run_ids, keys = list(dict.fromkeys(run_ids)), list(dict.fromkeys(keys))
+        rows: list[tuple] = []
+        if run_ids and keys:
+            store = getattr(getattr(self.read_client, "_tracking_client", None), "store", None)
+            if self.kind == "http":
+                rows = self._histories_http(run_ids, keys, workers)
+            elif store is not None and hasattr(store, "get_metric_history_bulk"):
+                rows = self._histories_sql(store, run_ids, keys)
+            else:
+                rows = self._histories_per_run(run_ids, keys, workers)
+        frame = pd.DataFrame(rows, columns=["run_id", "key", "step", "value", "timestamp"])
+        return frame.sort_values(["run_id", "key", "step", "timestamp"], kind="mergesort").reset_index(drop=True)
+
+    def _histories_sql(self, store, run_ids, keys) -> list[tuple]:
+        rows = []
+        for key in keys:
+            for i in range(0, len(run_ids), 500):
+                chunk = run_ids[i : i + 500]
+                found = self._call(store.get_metric_history_bulk, chunk, key, max_results=2**62)
+                rows.extend((m.run_id, m.key, m.step, m.value, m.timestamp) for m in found)
+        return rows
+
+    def _histories_per_run(self, run_ids, keys, workers) -> list[tuple]:
+        def one(job):
+            run_id, key = job
+            hist = self._call(self.read_client.get_metric_history, run_id, key)
+            return [(run_id, m.key, m.step, m.value, m.timestamp) for m in hist]
+
+        jobs = [(r, k) for r in run_ids for k in keys]
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return [row for part in pool.map(one, jobs) for row in part]
+
+    def _histories_http(self, run_ids, keys, workers) -> list[tuple]:
+        from mlflow.exceptions import MlflowException
+        from mlflow.utils.credentials import get_default_host_creds
+        from mlflow.utils.rest_utils import http_request
+
+        creds = get_default_host_creds(self.uri)
+        endpoint = "/ajax-api/2.0/mlflow/metrics/get-history-bulk"
+
+        def fetch(chunk: list[str], key: str) -> list[tuple]:
+            resp = http_request(
+                creds, endpoint, "GET", params={"run_id": chunk, "metric_key": key, "max_results": _BULK_CAP}
+            )
+            if resp.status_code == 404:
+                raise LookupError("no bulk endpoint")
+            if resp.status_code != 200:
+                raise MlvizError(f"the tracking server refused a metric-history request: HTTP {resp.status_code}")
+            metrics = resp.json().get("metrics", [])
+            if len(metrics) >= _BULK_CAP:  # truncated: split the chunk, or page one long run
+                if len(chunk) == 1:
+                    hist = self.read_client.get_metric_history(chunk[0], key)
+                    return [(chunk[0], m.key, m.step, m.value, m.timestamp) for m in hist]
+                half = len(chunk) // 2
+                return fetch(chunk[:half], key) + fetch(chunk[half:], key)
+            return [
+                (m["run_id"], m["key"], int(m.get("step", 0)), float(m["value"]), int(m.get("timestamp", 0)))
+                for m in metrics
+            ]
+
+        jobs = [(run_ids[i : i + _BULK_RUNS], k) for k in keys for i in range(0, len(run_ids), _BULK_RUNS)]
+        try:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                return [row for part in pool.map(lambda j: fetch(*j), jobs) for row in part]
+        except (LookupError, MlflowException):
+            return self._histories_per_run(run_ids, keys, workers)

@@ -1,0 +1,111 @@
+"""The only code that writes to MLflow: log a rendered report folder into the analysis run.
+
+The analysis run is the run `mlflow run` started (MLFLOW_RUN_ID), or the `mlviz-visualize` run of the
+same selection (found by its `mlviz.selection_key` tag, so running again replaces rather than
+duplicates), or a new one. Artifacts are logged in one call from a finished folder, and the
+`mlviz.fingerprint` tag is set only after they landed, so an interrupted upload is redone next time.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from mlviz.errors import MlvizError
+
+ANALYSIS_RUN_NAME = "mlviz-visualize"
+
+
+@dataclass
+class Target:
+    run_id: str | None  # None: a new run will be created
+    up_to_date: bool
+    reused: bool
+
+
+def find_target(client, experiment_id: str, selection_key: str, fingerprint: str, kind: str = "visualize") -> Target:
+    """Where the analysis goes, and whether it is already there with the same fingerprint."""
+    from mlflow.exceptions import MlflowException
+
+    active = os.environ.get("MLFLOW_RUN_ID")
+    if active:
+        try:
+            run = client.get_run(active)
+        except MlflowException:
+            raise MlvizError(f"MLFLOW_RUN_ID={active} is not a run of this tracking store") from None
+        return Target(active, run.data.tags.get("mlviz.fingerprint") == fingerprint, True)
+    found = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`mlviz.analysis` = '{kind}' and tags.`mlviz.selection_key` = '{selection_key}'",
+        max_results=5,
+        order_by=["attributes.start_time DESC"],
+    )
+    if not found:
+        return Target(None, False, False)
+    run = found[0]
+    return Target(run.info.run_id, run.data.tags.get("mlviz.fingerprint") == fingerprint, True)
+
+
+def _check_artifact_location(client, experiment_id: str) -> None:
+    """Refuse to create directories for a store written on another machine (e.g. /home/someone/...)."""
+    location = client.get_experiment(experiment_id).artifact_location
+    parsed = urlparse(location)
+    if parsed.scheme not in ("", "file"):
+        return
+    path = Path(unquote(parsed.path))
+    existing = next((p for p in (path, *path.parents) if p.exists()), Path(path.anchor))
+    if len(existing.parts) <= 2:  # only "/" or "/home" exists: written on another machine
+        raise MlvizError(
+            f"the experiment's artifact location {location} does not exist on this machine "
+            "(the store was written elsewhere); use --out DIR to write the figures to a folder"
+        )
+
+
+def log_report(
+    client,
+    folder: Path,
+    *,
+    experiment_id: str,
+    target: Target,
+    tags: dict[str, str],
+    metrics: dict[str, float],
+    fingerprint: str,
+) -> str:
+    """Log `folder/mlviz/**` into the target run; returns its run id."""
+    from mlflow.entities import Metric, RunTag
+
+    if target.run_id is None:
+        _check_artifact_location(client, experiment_id)
+        run_id = client.create_run(experiment_id, run_name=ANALYSIS_RUN_NAME).info.run_id
+    else:
+        run_id = target.run_id
+        _check_artifact_location(client, experiment_id)
+        _delete_previous(client, run_id)
+    client.log_artifacts(run_id, str(folder))
+    import time
+
+    now = int(time.time() * 1000)
+    client.log_batch(
+        run_id,
+        metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+        tags=[RunTag(k, str(v)) for k, v in tags.items()],
+    )
+    client.set_tag(run_id, "mlviz.fingerprint", fingerprint)
+    if not os.environ.get("MLFLOW_RUN_ID"):
+        client.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
+def _delete_previous(client, run_id: str) -> None:
+    """Remove the figures of an earlier analysis so a figure that no longer applies does not linger."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    uri = client.get_run(run_id).info.artifact_uri
+    repo = get_artifact_repository(uri)
+    try:
+        if any(f.path == "mlviz" for f in repo.list_artifacts()):
+            repo.delete_artifacts("mlviz")
+    except (NotImplementedError, OSError):
+        pass  # stores that cannot delete keep the old files; the new ones overwrite them by name
