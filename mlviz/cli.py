@@ -64,7 +64,7 @@ def _stage_parents(stage1: str | None, stage2: str | None) -> dict[int, str]:
 @click.option("--status", "statuses", multiple=True, default=("FINISHED",), show_default=True,
               help="Run statuses to include (repeatable).")
 @click.option("--metric", "-m", default=None, help="Objective metric (default: a validation AUC/accuracy/loss).")
-@click.option("--mode", type=click.Choice(["max", "min"]), default=None,
+@click.option("--mode", type=click.Choice(["max", "min", ""]), default=None,
               help="Direction of the objective (default: min for loss/error-like names, else max).")
 @click.option("--final", type=click.Choice(["last", "best"]), default="last", show_default=True,
               help="Each metric's last logged value, or the best of its history.")
@@ -76,9 +76,10 @@ def _stage_parents(stage1: str | None, stage2: str | None) -> dict[int, str]:
 @click.option("--n-boot", default=500, show_default=True, help="Bootstrap resamples for intervals.")
 @click.option("--seed", default=0, show_default=True, help="Seed for bootstrap resampling.")
 @click.option("--force", is_flag=True, help="Redo the analysis even when nothing changed.")
+@click.option("--force-flag", type=bool, default=False, hidden=True, help="--force as a value (for MLproject).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def visualize(tracking_uri, experiment, parent_run, filter_string, statuses, metric, mode, final, stage1_parent,
-              stage2_parent, out, top_k, n_boot, seed, force, quiet):
+              stage2_parent, out, top_k, n_boot, seed, force, force_flag, quiet):
     """Analyse a sweep and log every figure to MLflow (or write them to --out)."""
     from mlviz.pipeline import Selection
     from mlviz.pipeline import visualize as run
@@ -88,9 +89,9 @@ def visualize(tracking_uri, experiment, parent_run, filter_string, statuses, met
     selection = Selection(
         tracking_uri=tracking_uri or None, experiment=experiment or None, parent_run=parent_run or None,
         filter_string=filter_string or "", statuses=tuple(s.upper() for s in statuses), metric=metric or None,
-        mode=mode, final=final, stage_parents=_stage_parents(stage1_parent or None, stage2_parent or None),
+        mode=mode or None, final=final, stage_parents=_stage_parents(stage1_parent or None, stage2_parent or None),
     )
-    run(selection, out=out or None, options={"top_k": top_k, "n_boot": n_boot, "seed": seed}, force=force,
+    run(selection, out=out or None, options={"top_k": top_k, "n_boot": n_boot, "seed": seed}, force=force or force_flag,
         progress=not quiet and sys.stderr.isatty(), echo=click.echo)
 
 

@@ -264,7 +264,7 @@ def visualize(selection: Selection, out: str | Path | None = None, options: dict
             folder = render_report(report, tmp, summary, on_step=lambda s: bar.update(1))
             bar.close()
             summary = json.loads((folder / "summary.json").read_text())
-            made, skipped = len(summary["figures_made"]), len(summary["figures_skipped"])
+            made = len(summary["figures_made"])
             if out is not None:
                 dest = Path(out) / "mlviz"
                 if dest.exists():

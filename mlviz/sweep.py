@@ -365,11 +365,17 @@ def build_sweep(
             continue
         excluded.append(Exclusion(r["run_id"], r.get("run_name"), reason))
 
+    if not kept:
+        counts: dict[str, int] = {}
+        for e in excluded:
+            counts[e.reason.split(":")[0]] = counts.get(e.reason.split(":")[0], 0) + 1
+        reasons = ", ".join(f"{v} {k}" for k, v in counts.items()) or "the selection is empty"
+        raise MlvizError(f"no run left to analyse ({reasons})")
     all_metrics = sorted({k for r in kept for k in r["metrics"]})
     if objective is None:
         objective = choose_objective(all_metrics)
         if objective is None:
-            raise MlvizError("no run in the selection logged any metric")
+            raise MlvizError(f"none of the {len(kept)} selected runs logged a metric (parameters only)")
         notes.append(f"objective chosen automatically: '{objective}' (pass --metric to choose another)")
     elif objective not in all_metrics:
         available = ", ".join(all_metrics[:20]) or "none"

@@ -30,7 +30,8 @@ def _need_runs(sweep: Sweep, n: int, what: str) -> None:
 def _need_varied(sweep: Sweep, n: int, what: str) -> list[ParamSpec]:
     varied = sweep.varied_params
     if len(varied) < n:
-        fixed = ", ".join(p.name for p in sweep.fixed_params) or "none"
+        names = [p.name for p in sweep.fixed_params]
+        fixed = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "") or "none"
         raise NotApplicable(f"{what} needs {n} varied parameter(s), found {len(varied)} (fixed: {fixed})")
     return varied
 

@@ -65,7 +65,11 @@ class Store:
         self._trash_existed: bool | None = None
         self._read_uri = self.uri
         self._prepare()
+        import logging
+
         from mlflow import MlflowClient
+
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # migration chatter on temp copies
 
         self.read_client = MlflowClient(tracking_uri=self._read_uri)
         self.client = self.read_client if self._read_uri == self.uri else None
