@@ -114,5 +114,71 @@ def synthetic_sweep(tracking_uri, experiment, n_runs, n_steps, seed):
     click.echo(f"logged {n_runs} runs to experiment '{experiment}' ({exp_id}) in {uri}")
 
 
+@main.command()
+@click.option("--tracking-uri", default=None, envvar="MLFLOW_TRACKING_URI", show_envvar=True,
+              help="Store to write to (default sqlite:///mlflow.db; created if absent).")
+@click.option("--experiment", "-e", default=None, help="Experiment name (default mlviz-demo-<task>).")
+@click.option("--task", type=click.Choice(["multiclass", "binary", "multioutput"]), default="multiclass",
+              show_default=True, help="Digit (10 classes), one digit vs the rest, or one head per quadrant.")
+@click.option("--quick", is_flag=True, help="The small preset (about a minute) that the tests use.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--replace", is_flag=True, help="Delete an earlier demo sweep in the experiment first.")
+def demo(tracking_uri, experiment, task, quick, seed, replace):
+    """Train a real two-stage sweep (a small CNN on scikit-learn's digits) and log it to MLflow."""
+    try:
+        from mlviz.demo.sweep import run_demo
+    except ImportError as exc:
+        from mlviz.errors import MlvizError
+
+        raise MlvizError(f"the demo needs PyTorch and Optuna ({exc.name} is missing): pip install 'mlviz[demo]'") from None
+    from mlviz.store.read import default_tracking_uri
+
+    uri = tracking_uri or default_tracking_uri()
+    out = run_demo(uri, experiment, task, "quick" if quick else "default", seed, replace, echo=click.echo)
+    click.echo(f"now run: mlviz visualize --tracking-uri {uri} --experiment {out.experiment}")
+
+
+@main.command()
+@click.option("--tracking-uri", default=None, envvar="MLFLOW_TRACKING_URI", show_envvar=True)
+@click.option("--experiment", "-e", default=None, help="Experiment name or id.")
+@click.option("--parent-run", default=None, help="Select among the runs nested under this run.")
+@click.option("--filter", "filter_string", default="", help="MLflow search filter.")
+@click.option("--metric", "-m", default=None, help="Objective metric.")
+@click.option("--mode", type=click.Choice(["max", "min", ""]), default=None)
+@click.option("--per-value-k", default=5, show_default=True, help="Phase 1: best k runs per parameter value.")
+@click.option("--top-n", default=10, show_default=True, help="Phase 2: overall top n.")
+@click.option("--second-metric", default=None, help="Phase 3: also the best by this metric.")
+@click.option("--second-k", default=5, show_default=True)
+@click.option("--diversity", default=0.0, show_default=True,
+              help="Minimum normalised distance between picked configurations (0: off; try 0.1).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the picks to this CSV.")
+@click.option("--tag", is_flag=True, help="Tag the picked runs with mlviz.selection_criterion in the store.")
+def select(tracking_uri, experiment, parent_run, filter_string, metric, mode, per_value_k, top_n, second_metric,
+           second_k, diversity, out, tag):
+    """Pick stage-2 candidates from stage-1 runs (per-value top-k, overall top-n, second metric)."""
+    from mlviz.analysis import NotApplicable
+    from mlviz.analysis.selection import select_candidates
+    from mlviz.errors import MlvizError
+    from mlviz.pipeline import load_sweep
+
+    sweep = load_sweep(tracking_uri, experiment=experiment, parent_run=parent_run, filter_string=filter_string,
+                       metric=metric, mode=mode or None).stage(1)
+    try:
+        picks = select_candidates(sweep, per_value_k=per_value_k, top_n=top_n, second_metric=second_metric,
+                                  second_k=second_k, diversity=diversity).picks
+    except NotApplicable as exc:
+        raise MlvizError(str(exc)) from None
+    if out:
+        picks.to_csv(out, index=False)
+    if tag:
+        from mlflow import MlflowClient
+
+        client = MlflowClient(tracking_uri) if tracking_uri else MlflowClient()
+        for run_id, criterion in zip(picks["run_id"], picks["criterion"], strict=True):
+            client.set_tag(run_id, "mlviz.selection_criterion", criterion)
+    click.echo(picks[["run_id", "criterion", "phase", "score"]].to_string(index=False))
+    click.echo(f"{len(picks)} candidates from {len(sweep.runs)} runs" + (f"; written to {out}" if out else ""))
+
+
 if __name__ == "__main__":
     main()

@@ -22,6 +22,7 @@ class Context:
     sweep: Sweep
     options: dict = field(default_factory=dict)
     results: dict[str, Any] = field(default_factory=dict)  # registry key → result (or dict of results)
+    histories: Any = None  # long table (run_id, key, step, value) of the runs that need curves, or None
     _stages: dict[int, Sweep] = field(default_factory=dict)
 
     def stage(self, n: int) -> Sweep:
@@ -137,8 +138,72 @@ def _dashboard(ctx):
     return panels
 
 
+def _agreement(ctx):
+    from mlviz.analysis.stage2 import stage_agreement
+
+    return stage_agreement(ctx.sweep, n_boot=ctx.options.get("n_boot", 500), seed=ctx.options.get("seed", 0))
+
+
+def _criteria(ctx):
+    from mlviz.analysis.stage2 import selection_criteria
+
+    return selection_criteria(ctx.sweep)
+
+
+def _curves(ctx):
+    from mlviz.analysis.stage2 import learning_curves
+
+    return learning_curves(ctx.sweep, ctx.histories)
+
+
+def _seeds(ctx):
+    from mlviz.analysis.stage2 import seed_variance
+
+    return seed_variance(ctx.sweep)
+
+
+def _stage2_sweep(ctx) -> Sweep:
+    from mlviz.analysis.stage2 import _stage2
+
+    return _stage2(ctx.sweep)
+
+
+def _hyperparams(ctx):
+    from mlviz.analysis import NotApplicable
+    from mlviz.analysis.stage1 import parameter_effects, safe_name
+
+    s2 = _stage2_sweep(ctx)
+    if not s2.varied_params:
+        raise NotApplicable("no hyperparameter varies across the stage-2 runs")
+    return {f"hyperparam_{safe_name(e.param)}": e for e in parameter_effects(s2).effects}
+
+
+def _interactions(ctx):
+    from mlviz.analysis.stage1 import heatmaps
+
+    return heatmaps(_stage2_sweep(ctx), n_boot=ctx.options.get("n_boot", 500), seed=ctx.options.get("seed", 0))
+
+
+def _best_config(ctx):
+    from mlviz.analysis.stage2 import best_config
+
+    return best_config(ctx.sweep)
+
+
+def _dashboard2(ctx):
+    from mlviz.analysis import NotApplicable
+
+    keys = ("stage2_quick_vs_full", "stage2_selection_criterion", "seed_variance", "best_config_summary")
+    panels = {k: ctx.results.get(k) for k in keys}
+    if all(v is None for v in panels.values()):
+        raise NotApplicable("none of the stage-2 dashboard's panels could be made")
+    return panels
+
+
 STAGE1 = "stage1"
+STAGE2 = "stage2"
 R1 = "mlviz.render.stage1"
+R2 = "mlviz.render.stage2"
 
 REGISTRY: list[FigureSpec] = [
     FigureSpec(STAGE1, "parameter_importance",
@@ -166,4 +231,24 @@ REGISTRY: list[FigureSpec] = [
                "one run", _history, f"{R1}:plot_optimization_history"),
     FigureSpec(STAGE1, "stage1_summary_dashboard", "The key panels of the stage-1 analysis on one page.",
                "any stage-1 panel", _dashboard, f"{R1}:plot_dashboard"),
+    FigureSpec(STAGE2, "stage2_quick_vs_full",
+               "Stage-1 score against stage-2 score per candidate with y = x, Spearman ρ and Kendall τ with "
+               "bootstrap intervals, top-k overlap, the regret of picking by the stage-1 score; improvement histogram.",
+               "stage-2 runs with a stage-1 score", _agreement, f"{R2}:plot_agreement"),
+    FigureSpec(STAGE2, "stage2_selection_criterion", "Stage-2 results grouped by why each candidate was selected.",
+               "the mlviz.selection_criterion tag", _criteria, f"{R2}:plot_criteria"),
+    FigureSpec(STAGE2, "learning_curves",
+               "Per-epoch curves of the top candidates; bands span the seeds of a configuration.",
+               "stage-2 metric histories", _curves, f"{R2}:plot_learning_curves"),
+    FigureSpec(STAGE2, "seed_variance",
+               "Spread over seeds per configuration, and the share of variance due to hyperparameters vs seeds.",
+               "configurations run with several seeds", _seeds, f"{R2}:plot_seed_variance"),
+    FigureSpec(STAGE2, "hyperparam", "Each parameter's effect on the stage-2 objective.",
+               "a hyperparameter varying across stage-2 runs", _hyperparams, f"{R2}:plot_hyperparam", many=True),
+    FigureSpec(STAGE2, "hyperparameter_interactions", "Pairwise interaction heatmaps on the stage-2 objective.",
+               "two hyperparameters varying across stage-2 runs", _interactions, f"{R2}:plot_interactions"),
+    FigureSpec(STAGE2, "best_config_summary", "The best configuration and its scores.",
+               "stage-2 runs", _best_config, f"{R2}:plot_best_config"),
+    FigureSpec(STAGE2, "stage2_summary_dashboard", "The key panels of the stage-2 analysis on one page.",
+               "any stage-2 panel", _dashboard2, f"{R2}:plot_dashboard"),
 ]

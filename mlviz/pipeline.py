@@ -117,9 +117,11 @@ def load_sweep(tracking_uri: str | None = None, experiment: str | None = None, *
 
 # --------------------------------------------------------------------------- compute
 def analyse(sweep: Sweep, options: dict | None = None, sections: Sequence[str] | None = None,
-            on_step: Callable[[str], None] | None = None) -> Report:
-    """Run every registered analysis that applies; record the others as skipped with their reason."""
-    ctx = Context(sweep, dict(options or {}))
+            on_step: Callable[[str], None] | None = None, histories: pd.DataFrame | None = None) -> Report:
+    """Run every registered analysis that applies; record the others as skipped with their reason.
+
+    `histories`: metric histories (long table) of the stage-2 runs, for learning curves."""
+    ctx = Context(sweep, dict(options or {}), histories=histories)
     results, captions, renderers, skipped = {}, {}, {}, []
     for spec in REGISTRY:
         if sections and spec.section not in sections:
@@ -247,8 +249,10 @@ def visualize(selection: Selection, out: str | Path | None = None, options: dict
             echo(f"up to date: {Path(out) / 'mlviz'} already holds this analysis (--force to redo)")
             return Outcome(None, Path(out) / "mlviz", True, {})
 
+        stage2_ids = sweep.runs.loc[sweep.runs["stage"] == 2, "run_id"].tolist()
+        histories = store.histories(stage2_ids, sweep.metrics) if stage2_ids else None
         bar = _progress(len(REGISTRY), "analysing", progress)
-        report = analyse(sweep, options, on_step=lambda s: bar.update(1))
+        report = analyse(sweep, options, on_step=lambda s: bar.update(1), histories=histories)
         bar.close()
         summary = {
             "selection": {"tracking_uri": store.uri, "experiment_id": exp.experiment_id,

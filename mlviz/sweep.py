@@ -3,7 +3,8 @@
 Pure code (pandas only): the store layer hands in plain run records, this module decides what every
 stored parameter string means, which runs belong to the analysis and why the others were left out.
 Columns follow `mlflow.search_runs`: `run_id`, `run_name`, `status`, `parent_run_id`, `stage`,
-`start_time`, then `params.<name>` (typed) and `metrics.<name>` (float).
+`start_time`, `selection_criterion` and `stage1_run_id` (from mlviz tags, for two-stage sweeps), then
+`params.<name>` (typed) and `metrics.<name>` (float).
 """
 
 from __future__ import annotations
@@ -23,11 +24,15 @@ _MINIMISE_RE = re.compile(
     r"(loss|error|err\b|_err|mse|mae|rmse|mape|nll|brier|ece|perplexity|regret|latency|duration|time)",
     re.IGNORECASE,
 )
+_SEED_NAME_RE = re.compile(r"^(seed|random_seed|random_state|rng_seed|run_seed|trial_seed)$", re.IGNORECASE)
 _STAGE_NAME_RE = re.compile(r"stage[\s_-]*([12])(?!\d)", re.IGNORECASE)
 
 PARAM_PREFIX = "params."
 METRIC_PREFIX = "metrics."
-BASE_COLUMNS = ["run_id", "run_name", "status", "parent_run_id", "stage", "start_time"]
+BASE_COLUMNS = ["run_id", "run_name", "status", "parent_run_id", "stage", "start_time", "selection_criterion",
+                "stage1_run_id"]
+CRITERION_TAG = "mlviz.selection_criterion"
+STAGE1_RUN_TAG = "mlviz.stage1_run_id"
 ANALYSIS_TAG = "mlviz.analysis"
 STAGE_TAG = "mlviz.stage"
 PARENT_TAG = "mlflow.parentRunId"
@@ -68,6 +73,7 @@ class ParamSpec:
     n_unique: int = 0
     n_missing: int = 0
     values: list = field(default_factory=list)  # sorted distinct values (first 50)
+    seed: bool = False  # a replicate seed (`seed`, `random_state`, ...): repeats, not a hyperparameter
 
     @property
     def numeric(self) -> bool:
@@ -153,6 +159,7 @@ def infer_param(name: str, raw: Sequence[object]) -> tuple[ParamSpec, pd.Series]
         n_unique=len(distinct),
         n_missing=n_missing,
         values=[_jsonable(v) for v in distinct[:50]],
+        seed=bool(_SEED_NAME_RE.match(name)),
     )
     return spec, series
 
@@ -209,7 +216,12 @@ class Sweep:
 
     @property
     def varied_params(self) -> list[ParamSpec]:
-        return [p for p in self.params.values() if not p.fixed]
+        """Hyperparameters that take more than one value (replicate seeds are not hyperparameters)."""
+        return [p for p in self.params.values() if not p.fixed and not p.seed]
+
+    @property
+    def seed_params(self) -> list[ParamSpec]:
+        return [p for p in self.params.values() if p.seed and not p.fixed]
 
     @property
     def fixed_params(self) -> list[ParamSpec]:
@@ -372,6 +384,11 @@ def build_sweep(
         reasons = ", ".join(f"{v} {k}" for k, v in counts.items()) or "the selection is empty"
         raise MlvizError(f"no run left to analyse ({reasons})")
     all_metrics = sorted({k for r in kept for k in r["metrics"]})
+    tagged = next((r["tags"]["mlviz.objective"] for r in candidates if r["tags"].get("mlviz.objective")), None)
+    if objective is None and tagged in all_metrics:
+        objective = tagged
+        mode = mode or next((r["tags"].get("mlviz.mode") for r in candidates if r["tags"].get("mlviz.mode")), None)
+        notes.append(f"objective '{objective}' from the sweep's mlviz.objective tag")
     if objective is None:
         objective = choose_objective(all_metrics)
         if objective is None:
@@ -403,6 +420,8 @@ def build_sweep(
             "parent_run_id": [r["tags"].get(PARENT_TAG) for r in rows],
             "stage": [assign_stage(r, by_id, stage_parents) for r in rows],
             "start_time": [r.get("start_time") for r in rows],
+            "selection_criterion": [r["tags"].get(CRITERION_TAG) for r in rows],
+            "stage1_run_id": [r["tags"].get(STAGE1_RUN_TAG) for r in rows],
         }
     )
     columns = {}
