@@ -180,5 +180,66 @@ def select(tracking_uri, experiment, parent_run, filter_string, metric, mode, pe
     click.echo(f"{len(picks)} candidates from {len(sweep.runs)} runs" + (f"; written to {out}" if out else ""))
 
 
+@main.group("import")
+def import_group():
+    """Bring results from outside MLflow into a store (importing twice does not duplicate runs)."""
+
+
+def _write(tracking_uri, experiment, runs):
+    from mlviz.store.importers import write_runs
+    from mlviz.store.read import default_tracking_uri
+
+    uri = tracking_uri or default_tracking_uri()
+    result = write_runs(uri, experiment, runs)
+    click.echo(f"imported {result.created} runs into experiment '{experiment}' ({result.experiment_id}) in {uri}"
+               + (f"; {result.skipped_existing} already there" if result.skipped_existing else ""))
+
+
+_uri_option = click.option("--tracking-uri", default=None, envvar="MLFLOW_TRACKING_URI", show_envvar=True,
+                           help="Store to import into (default sqlite:///mlflow.db).")
+
+
+@import_group.command("two-stage")
+@click.argument("folder", type=click.Path())
+@_uri_option
+@click.option("--experiment", "-e", default=None, help="Experiment name (default: the folder's name).")
+@click.option("--params", "param_columns", default=None, help="Comma-separated parameter columns (default: inferred).")
+@click.option("--metrics", "metric_columns", default=None, help="Comma-separated metric columns (default: inferred).")
+def import_two_stage(folder, tracking_uri, experiment, param_columns, metric_columns):
+    """quick_search_results.csv, full_search_results.csv and training_histories.json from FOLDER."""
+    from pathlib import Path
+
+    from mlviz.store.importers import two_stage
+
+    split = (lambda s: [c.strip() for c in s.split(",") if c.strip()] if s else None)  # noqa: E731
+    runs = two_stage(folder, split(param_columns), split(metric_columns))
+    _write(tracking_uri, experiment or Path(folder).resolve().name, runs)
+
+
+@import_group.command("optuna")
+@click.argument("storage")
+@click.option("--study", "study_name", required=True, help="Study name.")
+@_uri_option
+@click.option("--experiment", "-e", default=None, help="Experiment name (default: the study's name).")
+@click.option("--metric", default=None, help="Name of the objective metric (default: the study's, or 'value').")
+def import_optuna(storage, study_name, tracking_uri, experiment, metric):
+    """Every trial of an Optuna study in STORAGE (e.g. sqlite:///optuna.db), intermediate values as histories."""
+    from mlviz.store.importers import optuna_study
+
+    _write(tracking_uri, experiment or study_name, optuna_study(storage, study_name, metric))
+
+
+@import_group.command("epochs")
+@click.argument("folder", type=click.Path())
+@_uri_option
+@click.option("--experiment", "-e", default="imported-runs", show_default=True)
+@click.option("--name", default=None, help="Run name (default: the folder's name).")
+def import_epochs(folder, tracking_uri, experiment, name):
+    """One run from FOLDER/metrics_epoch.csv (+ val_predictions.csv as its predictions artifact)."""
+    from mlviz.store.importers import epoch_run
+
+    _write(tracking_uri, experiment, epoch_run(folder, name))
+
+
 if __name__ == "__main__":
     main()

@@ -309,8 +309,12 @@ def _closing_lines(sweep: Sweep, made: int, skipped: list[dict], where: str, sec
     counts = sweep.exclusion_counts()
     if counts:
         lines.append("  runs left out: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    grouped: dict[tuple[str, str], list[str]] = {}
     for s in skipped:
-        lines.append(f"  skipped {s['section']}/{s['figure']}: {s['reason']}")
+        grouped.setdefault((s["section"], s["reason"]), []).append(s["figure"])
+    for (section, reason), names in grouped.items():
+        what = names[0] if len(names) == 1 else "{" + ", ".join(names) + "}"
+        lines.append(f"  skipped {section}/{what}: {reason}")
     return "\n".join(lines)
 
 

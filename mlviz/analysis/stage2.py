@@ -251,9 +251,9 @@ class LearningCurves:
 
 def learning_curves(sweep: Sweep, histories: pd.DataFrame | None, top: int = 6) -> LearningCurves:
     """Per-epoch curves of the top candidates (mean over seeds with a min–max band)."""
+    s2 = _stage2(sweep).runs
     if histories is None or histories.empty:
         raise NotApplicable("no metric histories were logged by the stage-2 runs")
-    s2 = _stage2(sweep).runs
     cand = candidates(sweep).table.head(top)
     steps_per_key = histories.groupby("key")["step"].nunique()
     keys = [k for k in steps_per_key.index if steps_per_key[k] > 1]

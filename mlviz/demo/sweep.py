@@ -197,7 +197,7 @@ def run_demo(tracking_uri: str, experiment: str | None = None, task_name: str = 
             client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()] + [Param("seed", str(s))])
             client.log_metric(run_id, f"stage1_{OBJECTIVE}", float(pick["score"]))
             t0 = int(time.time() * 1000)
-            result = train(params, task, cfg.stage2_epochs, seed=s, on_epoch=lambda e, r=run_id: _log_epoch(client, r, e, t0))
+            result = train(params, task, cfg.stage2_epochs, seed=s, on_epoch=lambda e, r=run_id, t=t0: _log_epoch(client, r, e, t))
             _log_predictions(client, run_id, task, result)
             client.set_terminated(run_id, "FINISHED")
             if result.final[OBJECTIVE] > best[0]:

@@ -1,0 +1,291 @@
+"""Bringing results that live outside MLflow into it, so they get the same analysis.
+
+- `two_stage`: the CSV/JSON layout of a hand-written two-stage sweep (`quick_search_results.csv`,
+  `full_search_results.csv`, `training_histories.json`, keyed by `combination_id`);
+- `optuna_study`: every trial of an Optuna study (any storage URL), intermediate values as histories;
+- `epoch_run`: one training run's `metrics_epoch.csv` (per-epoch metrics) and `val_predictions.csv`.
+
+Each importer reads and validates everything before it writes anything, so bad input leaves nothing
+half-imported; every run carries an `mlviz.import_key` tag and a second import of the same source
+skips the runs already there instead of duplicating them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import sqlite3
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+import pandas as pd
+
+from mlviz.errors import MlvizError
+
+IMPORT_TAG = "mlviz.import_key"
+_METRIC_NAME_RE = re.compile(
+    r"(auc|f1|precision|recall|acc|accuracy|loss|error|score|mse|mae|rmse|r2|ap$|brier|ece|nll|improvement)",
+    re.IGNORECASE,
+)
+
+
+@dataclass
+class RunSpec:
+    """One run to create: everything is known before the first write."""
+
+    key: str
+    name: str
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    histories: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    status: str = "FINISHED"
+    parent_key: str | None = None
+    artifacts: dict[str, Path] = field(default_factory=dict)  # artifact dir → local file
+    link_tags: dict[str, str] = field(default_factory=dict)  # tag → key of another run (its id is filled in)
+
+
+@dataclass
+class ImportResult:
+    experiment_id: str
+    created: int
+    skipped_existing: int
+    run_ids: dict[str, str]
+
+
+def _read_csv(path: Path, required: list[str]) -> pd.DataFrame:
+    if not path.is_file():
+        raise MlvizError(f"{path} does not exist")
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise MlvizError(f"{path} is not a readable CSV ({str(exc).splitlines()[0]})") from None
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise MlvizError(f"{path.name} lacks the required column(s) {', '.join(missing)} "
+                         f"(found: {', '.join(map(str, frame.columns[:15]))})")
+    return frame
+
+
+def _is_metric_column(name: str, values: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values) and bool(
+        _METRIC_NAME_RE.search(name))
+
+
+def _value(v) -> str:
+    if isinstance(v, (float, np.floating)) and float(v).is_integer() and abs(v) < 1e15:
+        return repr(float(v))
+    return str(v)
+
+
+def _key(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+
+
+# --------------------------------------------------------------------------- two-stage CSV layout
+def two_stage(folder: str | Path, param_columns: list[str] | None = None,
+              metric_columns: list[str] | None = None) -> list[RunSpec]:
+    """Runs for the seed layout: a `stage1` parent with one child per quick-search row, a `stage2`
+    parent with one child per full-search row (tagged with its criterion and its stage-1 run)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise MlvizError(f"{folder} is not a folder")
+    quick = _read_csv(folder / "quick_search_results.csv", ["combination_id"])
+    full_path = folder / "full_search_results.csv"
+    full = _read_csv(full_path, ["combination_id"]) if full_path.exists() else None
+    histories = {}
+    hist_path = folder / "training_histories.json"
+    if hist_path.exists():
+        try:
+            histories = json.loads(hist_path.read_text())
+        except ValueError as exc:
+            raise MlvizError(f"{hist_path.name} is not valid JSON ({exc})") from None
+    stage2_only = {"stage2_rank", "selection_criterion"}
+
+    def split(frame: pd.DataFrame) -> tuple[list[str], list[str]]:
+        cols = [c for c in frame.columns if c != "combination_id" and c not in stage2_only]
+        if metric_columns is not None:
+            metrics = [c for c in cols if c in metric_columns]
+        else:
+            metrics = [c for c in cols if _is_metric_column(c, frame[c]) and (param_columns is None or c not in param_columns)]
+        params = [c for c in cols if c not in metrics and (param_columns is None or c in param_columns)]
+        return params, metrics
+
+    source = str(folder.resolve())
+    runs = [RunSpec(_key(source, "stage1"), "stage1", tags={"mlviz.stage": "1"})]
+    params1, metrics1 = split(quick)
+    for _, row in quick.iterrows():
+        cid = str(row["combination_id"])
+        runs.append(RunSpec(
+            _key(source, "stage1", cid), f"combination-{cid}",
+            params={p: _value(row[p]) for p in params1 if pd.notna(row[p])} | {"combination_id": cid},
+            metrics={m: float(row[m]) for m in metrics1 if pd.notna(row[m])},
+            tags={"mlviz.stage": "1"}, parent_key=_key(source, "stage1")))
+    if full is not None:
+        runs.append(RunSpec(_key(source, "stage2"), "stage2", tags={"mlviz.stage": "2"}))
+        params2, metrics2 = split(full)
+        quick_ids = set(quick["combination_id"].astype(str))
+        for i, row in full.iterrows():
+            cid = str(row["combination_id"])
+            rank = str(row["stage2_rank"]) if "stage2_rank" in full and pd.notna(row.get("stage2_rank")) else str(i + 1)
+            tags = {"mlviz.stage": "2", "mlviz.stage2_rank": rank}
+            if "selection_criterion" in full and pd.notna(row["selection_criterion"]):
+                tags["mlviz.selection_criterion"] = str(row["selection_criterion"])
+            metrics = {}
+            for m in metrics2:
+                if pd.notna(row[m]):
+                    name = "stage1_" + m[len("quick_"):] if m.startswith("quick_") else m
+                    metrics[name] = float(row[m])
+            hist = histories.get(cid) or histories.get(rank) or histories.get(str(i)) or {}
+            series = {}
+            if isinstance(hist, dict):
+                for k, values in hist.items():
+                    if isinstance(values, list) and values and all(isinstance(v, (int, float)) for v in values):
+                        series[k] = [(s, float(v)) for s, v in enumerate(values, start=1)]
+            runs.append(RunSpec(
+                _key(source, "stage2", cid, rank), f"full-{cid}",
+                params={p: _value(row[p]) for p in params2 if pd.notna(row[p])} | {"combination_id": cid},
+                metrics=metrics, histories=series, tags=tags, parent_key=_key(source, "stage2"),
+                link_tags={"mlviz.stage1_run_id": _key(source, "stage1", cid)} if cid in quick_ids else {}))
+    return runs
+
+
+# --------------------------------------------------------------------------- Optuna
+_OPTUNA_STATUS = {"COMPLETE": "FINISHED", "FAIL": "FAILED", "PRUNED": "KILLED", "RUNNING": "RUNNING",
+                  "WAITING": "SCHEDULED"}
+
+
+def _readable_optuna_storage(storage: str) -> tuple[str, str | None]:
+    """Optuna creates or migrates a SQLite file it opens; read a temporary copy instead."""
+    parsed = urlparse(storage)
+    if parsed.scheme != "sqlite":
+        return storage, None
+    path = Path(unquote(storage[len("sqlite:///"):]))
+    if not path.is_file():
+        raise MlvizError(f"no Optuna storage at {path} (the SQLite file does not exist)")
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        tables = {r[0] for r in con.execute("select name from sqlite_master where type='table'")}
+        con.close()
+    except sqlite3.DatabaseError as exc:
+        raise MlvizError(f"{path} is not an SQLite file ({exc})") from None
+    if "studies" not in tables or "trials" not in tables:
+        raise MlvizError(f"{path} is not an Optuna storage (no studies/trials tables)")
+    tmp = tempfile.mkdtemp(prefix="mlviz-optuna-")
+    shutil.copy2(path, Path(tmp) / path.name)
+    return f"sqlite:///{Path(tmp) / path.name}", tmp
+
+
+def optuna_study(storage: str, study_name: str, metric: str | None = None) -> list[RunSpec]:
+    """A parent run named after the study and one child per trial."""
+    try:
+        import optuna
+    except ImportError:
+        raise MlvizError("importing an Optuna study needs optuna: pip install 'mlviz[optuna]'") from None
+    url, tmp = _readable_optuna_storage(storage)
+    try:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        try:
+            names = optuna.study.get_all_study_names(storage=url)
+        except Exception as exc:  # noqa: BLE001 - any storage failure is the user's URL
+            raise MlvizError(f"cannot open Optuna storage {storage}: {str(exc).splitlines()[0]}") from None
+        if study_name not in names:
+            raise MlvizError(f"no study named '{study_name}' in {storage} (found: {', '.join(names) or 'none'})")
+        study = optuna.load_study(study_name=study_name, storage=url)
+        trials = study.get_trials(deepcopy=False)
+    finally:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+    metric_names = study.metric_names or [metric or "value"]
+    if len(study.directions) > 1 and len(metric_names) != len(study.directions):
+        metric_names = [f"value_{i}" for i in range(len(study.directions))]
+    directions = [d.name.lower().replace("minimize", "min").replace("maximize", "max") for d in study.directions]
+    parent_key = _key("optuna", study_name)
+    runs = [RunSpec(parent_key, study_name, tags={"mlviz.stage": "1", "optuna.study": study_name,
+                                                 "mlviz.objective": metric_names[0], "mlviz.mode": directions[0]})]
+    for t in trials:
+        metrics = {}
+        if t.values is not None:
+            metrics = {m: float(v) for m, v in zip(metric_names, t.values, strict=True)}
+        for k, v in t.user_attrs.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v):
+                metrics.setdefault(k, float(v))
+        hist = {metric_names[0]: sorted((int(s), float(v)) for s, v in t.intermediate_values.items())} \
+            if t.intermediate_values else {}
+        if hist and metric_names[0] not in metrics:
+            metrics[metric_names[0]] = hist[metric_names[0]][-1][1]
+        runs.append(RunSpec(
+            _key("optuna", study_name, str(t.number)), f"trial-{t.number:04d}",
+            params={k: _value(v) for k, v in t.params.items()}, metrics=metrics, histories=hist,
+            tags={"mlviz.stage": "1", "optuna.trial": str(t.number), "optuna.state": t.state.name},
+            status=_OPTUNA_STATUS.get(t.state.name, "FINISHED"), parent_key=parent_key))
+    return runs
+
+
+# --------------------------------------------------------------------------- per-epoch run layout
+def epoch_run(folder: str | Path, name: str | None = None) -> list[RunSpec]:
+    """One run from `metrics_epoch.csv` (an `epoch` column and metric columns) and, if present,
+    `val_predictions.csv` (logged as the run's predictions artifact)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise MlvizError(f"{folder} is not a folder")
+    frame = _read_csv(folder / "metrics_epoch.csv", ["epoch"])
+    numeric = [c for c in frame.columns if c != "epoch" and pd.api.types.is_numeric_dtype(frame[c])]
+    if not numeric:
+        raise MlvizError("metrics_epoch.csv has no numeric metric column besides 'epoch'")
+    histories = {c: [(int(e), float(v)) for e, v in zip(frame["epoch"], frame[c], strict=True) if pd.notna(v)]
+                 for c in numeric}
+    artifacts = {}
+    preds = folder / "val_predictions.csv"
+    if preds.exists():
+        _read_csv(preds, [])
+        artifacts["predictions"] = preds
+    digest = hashlib.sha256((folder / "metrics_epoch.csv").read_bytes()).hexdigest()
+    return [RunSpec(_key("epochs", digest), name or folder.name,
+                    metrics={c: h[-1][1] for c, h in histories.items() if h}, histories=histories,
+                    artifacts=artifacts)]
+
+
+# --------------------------------------------------------------------------- writing
+def write_runs(tracking_uri: str, experiment: str, runs: list[RunSpec]) -> ImportResult:
+    """Create the runs (parents first); runs whose import key is already there are skipped."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param, RunTag
+
+    client = MlflowClient(tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
+    existing = {}
+    for r in client.search_runs([exp_id], filter_string=f"tags.`{IMPORT_TAG}` != ''", max_results=50000):
+        existing[r.data.tags[IMPORT_TAG]] = r.info.run_id
+    ids = dict(existing)
+    created = 0
+    now = int(time.time() * 1000)
+    for spec in sorted(runs, key=lambda s: s.parent_key is not None):
+        if spec.key in existing:
+            continue
+        tags = {**spec.tags, IMPORT_TAG: spec.key}
+        if spec.parent_key:
+            tags["mlflow.parentRunId"] = ids[spec.parent_key]
+        for tag, other in spec.link_tags.items():
+            if other in ids:
+                tags[tag] = ids[other]
+        run_id = client.create_run(exp_id, run_name=spec.name, tags=tags, start_time=now + created).info.run_id
+        ids[spec.key] = run_id
+        metrics = [Metric(k, v, now, s) for k, hist in spec.histories.items() for s, v in hist]
+        metrics += [Metric(k, v, now, 0) for k, v in spec.metrics.items() if k not in spec.histories]
+        params = [Param(k, v[:6000]) for k, v in spec.params.items()]
+        for i in range(0, max(len(metrics), 1), 1000):
+            client.log_batch(run_id, metrics=metrics[i:i + 1000], params=params if i == 0 else [],
+                             tags=[RunTag("mlviz.imported", "1")] if i == 0 else [])
+        for path, local in spec.artifacts.items():
+            client.log_artifact(run_id, str(local), artifact_path=path)
+        client.set_terminated(run_id, spec.status, end_time=now + created)
+        created += 1
+    return ImportResult(exp_id, created, len([s for s in runs if s.key in existing]), ids)
