@@ -180,7 +180,8 @@ _OBJECTIVE_PREFERENCE = [
 
 
 def choose_objective(metrics: Iterable[str]) -> str | None:
-    """A sensible default objective: a validation AUC/accuracy/loss before training ones."""
+    """A sensible default objective: a validation AUC/accuracy/loss before training ones (the caller
+    passes only metrics that (nearly) every run logged)."""
     names = sorted(metrics)
     for pattern in _OBJECTIVE_PREFERENCE:
         rx = re.compile(pattern, re.IGNORECASE)
@@ -390,7 +391,9 @@ def build_sweep(
         mode = mode or next((r["tags"].get("mlviz.mode") for r in candidates if r["tags"].get("mlviz.mode")), None)
         notes.append(f"objective '{objective}' from the sweep's mlviz.objective tag")
     if objective is None:
-        objective = choose_objective(all_metrics)
+        coverage = {m: sum(1 for r in kept if m in r["metrics"]) for m in all_metrics}
+        top = max(coverage.values(), default=0)
+        objective = choose_objective([m for m in all_metrics if coverage[m] >= 0.9 * top])
         if objective is None:
             raise MlvizError(f"none of the {len(kept)} selected runs logged a metric (parameters only)")
         notes.append(f"objective chosen automatically: '{objective}' (pass --metric to choose another)")

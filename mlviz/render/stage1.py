@@ -22,17 +22,26 @@ from mlviz.render.style import plt
 
 
 # --------------------------------------------------------------------------- heatmaps
-def draw_heatmap_pair(ax, pair, metric: str, mode: str, annotate: bool = True, colorbar: bool = True):
-    mean = np.array([[np.nan if v is None else v for v in row] for row in pair.mean], dtype=float)
+def _cells(pair) -> np.ndarray:
+    return np.array([[np.nan if v is None else v for v in row] for row in pair.mean], dtype=float)
+
+
+def draw_heatmap_pair(ax, pair, metric: str, mode: str, annotate: bool = True, colorbar: bool = True,
+                      limits: tuple[float, float] | None = None):
+    mean = _cells(pair)
     cmap = plt.get_cmap(style.OBJECTIVE_CMAP if mode == "max" else style.OBJECTIVE_CMAP + "_r").copy()
     cmap.set_bad("#eeeeee")
-    im = ax.imshow(np.ma.masked_invalid(mean), cmap=cmap, aspect="auto", origin="lower")
+    vmin, vmax = limits if limits else (None, None)
+    im = ax.imshow(np.ma.masked_invalid(mean), cmap=cmap, aspect="auto", origin="lower", vmin=vmin, vmax=vmax)
     ax.set_xticks(range(len(pair.x_labels)), pair.x_labels, rotation=40, ha="right")
     ax.set_yticks(range(len(pair.y_labels)), pair.y_labels)
     ax.set_xlabel(pair.x_param)
     ax.set_ylabel(pair.y_param)
     if annotate:
-        lo, hi = np.nanmin(mean) if np.isfinite(mean).any() else 0, np.nanmax(mean) if np.isfinite(mean).any() else 1
+        if limits:
+            lo, hi = limits
+        else:
+            lo, hi = (np.nanmin(mean), np.nanmax(mean)) if np.isfinite(mean).any() else (0.0, 1.0)
         for yi, row in enumerate(pair.mean):
             for xi, v in enumerate(row):
                 if v is None:
@@ -51,10 +60,17 @@ def plot_heatmaps(result: Heatmaps):
     rows, cols = style.grid_shape(n, 4)
     fig, axes = style.subplots(rows, cols, 4.2 * cols, 3.6 * rows)
     cells = max((len(p.x_labels) * len(p.y_labels) for p in result.pairs), default=0)
+    values = np.concatenate([_cells(p).ravel() for p in result.pairs]) if result.pairs else np.array([])
+    values = values[np.isfinite(values)]
+    limits = (float(values.min()), float(values.max())) if len(values) else None
+    im = None
     for ax, pair in zip(axes.flat, result.pairs, strict=False):
-        draw_heatmap_pair(ax, pair, result.metric, result.mode, annotate=cells <= 64)
+        im = draw_heatmap_pair(ax, pair, result.metric, result.mode, annotate=cells <= 64, colorbar=False,
+                               limits=limits)
     for ax in axes.flat[n:]:
         ax.axis("off")
+    if im is not None:
+        fig.colorbar(im, ax=axes, shrink=0.6, label=f"mean {result.metric} (one scale for all panels)")
     note = f"; not shown: {', '.join(result.params_left_out)}" if result.params_left_out else ""
     fig.suptitle(f"Mean {result.metric} per parameter pair ({style.direction_word(result.mode)}; "
                  f"cells show mean and n; 95% bootstrap intervals in the JSON){note}")

@@ -118,23 +118,27 @@ def two_stage(folder: str | Path, param_columns: list[str] | None = None,
         return params, metrics
 
     source = str(folder.resolve())
-    runs = [RunSpec(_key(source, "stage1"), "stage1", tags={"mlviz.stage": "1"})]
+    # The metric whose stage-1 value the full results repeat as quick_<metric> is the objective.
+    quick_of = [c[len("quick_"):] for c in (full.columns if full is not None else []) if c.startswith("quick_")]
+    objective = next((m for m in quick_of if m in quick.columns), None)
+    sweep_tags = {"mlviz.objective": objective} if objective else {}
+    runs = [RunSpec(_key(source, "stage1"), "stage1", tags={"mlviz.stage": "1", **sweep_tags})]
     params1, metrics1 = split(quick)
     for _, row in quick.iterrows():
         cid = str(row["combination_id"])
         runs.append(RunSpec(
             _key(source, "stage1", cid), f"combination-{cid}",
-            params={p: _value(row[p]) for p in params1 if pd.notna(row[p])} | {"combination_id": cid},
+            params={p: _value(row[p]) for p in params1 if pd.notna(row[p])},
             metrics={m: float(row[m]) for m in metrics1 if pd.notna(row[m])},
-            tags={"mlviz.stage": "1"}, parent_key=_key(source, "stage1")))
+            tags={"mlviz.stage": "1", "mlviz.combination_id": cid}, parent_key=_key(source, "stage1")))
     if full is not None:
-        runs.append(RunSpec(_key(source, "stage2"), "stage2", tags={"mlviz.stage": "2"}))
+        runs.append(RunSpec(_key(source, "stage2"), "stage2", tags={"mlviz.stage": "2", **sweep_tags}))
         params2, metrics2 = split(full)
         quick_ids = set(quick["combination_id"].astype(str))
         for i, row in full.iterrows():
             cid = str(row["combination_id"])
             rank = str(row["stage2_rank"]) if "stage2_rank" in full and pd.notna(row.get("stage2_rank")) else str(i + 1)
-            tags = {"mlviz.stage": "2", "mlviz.stage2_rank": rank}
+            tags = {"mlviz.stage": "2", "mlviz.stage2_rank": rank, "mlviz.combination_id": cid}
             if "selection_criterion" in full and pd.notna(row["selection_criterion"]):
                 tags["mlviz.selection_criterion"] = str(row["selection_criterion"])
             metrics = {}
@@ -150,7 +154,7 @@ def two_stage(folder: str | Path, param_columns: list[str] | None = None,
                         series[k] = [(s, float(v)) for s, v in enumerate(values, start=1)]
             runs.append(RunSpec(
                 _key(source, "stage2", cid, rank), f"full-{cid}",
-                params={p: _value(row[p]) for p in params2 if pd.notna(row[p])} | {"combination_id": cid},
+                params={p: _value(row[p]) for p in params2 if pd.notna(row[p])},
                 metrics=metrics, histories=series, tags=tags, parent_key=_key(source, "stage2"),
                 link_tags={"mlviz.stage1_run_id": _key(source, "stage1", cid)} if cid in quick_ids else {}))
     return runs
