@@ -259,6 +259,10 @@ def _numeric_axis(x: np.ndarray, spec_kind: str, log: bool, name: str) -> tuple[
         ticks = [d for d in decades if lo - 1e-9 <= d <= hi + 1e-9] or [lo, hi]
         tick_pos = [(d - lo) / span for d in ticks]
         tick_lab = [format_number(10**d) for d in ticks]
+    elif spec_kind == "int" and 1 < len(np.unique(present)) <= 12:
+        vals = np.unique(present)
+        tick_pos = list((vals - lo) / span)
+        tick_lab = [format_number(v) for v in vals]
     else:
         vals = np.linspace(lo, hi, 5)
         tick_pos = list(np.linspace(0, 1, 5))

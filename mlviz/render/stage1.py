@@ -80,16 +80,22 @@ def plot_heatmaps(result: Heatmaps):
 # --------------------------------------------------------------------------- parallel coordinates
 def draw_parallel_coordinates(ax, result: ParallelCoordinates):
     names = [a.name for a in result.axes]
-    data = result.coords[names].to_numpy(dtype=float)
+    data = result.coords[names].to_numpy(dtype=float, copy=True)
     values = result.coords["objective_value"].to_numpy(dtype=float)
     n, d = data.shape
+    # Spread runs that share a discrete value over a narrow band so bundles stay distinguishable.
+    rng = np.random.default_rng(0)
+    for j, axis in enumerate(result.axes):
+        if axis.kind in ("categorical", "bool") or (axis.kind == "int" and len(axis.tick_positions) <= 12):
+            spacing = 1.0 / max(len(axis.tick_positions) - 1, 1)
+            data[:, j] += rng.uniform(-0.08, 0.08, n) * spacing
     # Best runs drawn last (on top); transparency scales with the number of runs so 10,000 stay legible.
     order = np.argsort(values if result.mode == "max" else -values, kind="mergesort")
     xs = np.arange(d)
     segments = np.stack([np.column_stack([xs, row]) for row in data[order]]) if n else np.zeros((0, d, 2))
     norm = plt.Normalize(np.nanmin(values), np.nanmax(values)) if n else None
     cmap = plt.get_cmap(style.OBJECTIVE_CMAP if result.mode == "max" else style.OBJECTIVE_CMAP + "_r")
-    alpha = float(np.clip(30.0 / np.sqrt(max(n, 1)), 0.04, 0.8))
+    alpha = float(np.clip(15.0 / np.sqrt(max(n, 1)), 0.03, 0.8))
     lines = LineCollection(segments, cmap=cmap, norm=norm, alpha=alpha, linewidths=0.8 if n < 2000 else 0.5,
                            rasterized=True)
     lines.set_array(values[order])
