@@ -109,3 +109,32 @@ def _delete_previous(client, run_id: str) -> None:
             repo.delete_artifacts("mlviz")
     except (NotImplementedError, OSError):
         pass  # stores that cannot delete keep the old files; the new ones overwrite them by name
+
+
+def log_section(client, run_id: str, folder: Path, section: str, metrics: dict[str, float] | None = None,
+                tags: dict[str, str] | None = None) -> None:
+    """Log a rendered section folder (PNG/JSON/CSV) into an existing run as `mlviz/<section>/`,
+    replacing the previous files of that section; optional headline metrics and tags."""
+    import time
+
+    from mlflow.entities import Metric, RunTag
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    repo = get_artifact_repository(client.get_run(run_id).info.artifact_uri)
+    try:
+        if any(f.path == f"mlviz/{section}" for f in repo.list_artifacts("mlviz")):
+            repo.delete_artifacts(f"mlviz/{section}")
+    except (NotImplementedError, OSError):
+        pass
+    client.log_artifacts(run_id, str(folder), artifact_path=f"mlviz/{section}")
+    now = int(time.time() * 1000)
+    if metrics or tags:
+        client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()],
+                         tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()])
+
+
+def log_image_steps(client, run_id: str, key: str, images: list[tuple[int, object]]) -> None:
+    """Images (PIL or HxWx3 uint8 arrays) under one key with the step slider of the MLflow UI's
+    image grid, e.g. heatmaps per epoch."""
+    for step, image in images:
+        client.log_image(run_id, image, key=key, step=int(step))
