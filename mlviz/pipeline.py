@@ -56,7 +56,7 @@ class Selection:
 class Report:
     """Computed results by (section, file stem), the figure specs behind them, and what was skipped."""
 
-    sweep: Sweep
+    sweep: Sweep | None  # None for a single model's diagnostics
     results: dict[tuple[str, str], Any]
     captions: dict[tuple[str, str], str]
     renderers: dict[tuple[str, str], Any]
@@ -184,7 +184,8 @@ def render_report(report: Report, folder: str | Path, summary: dict | None = Non
         figures.append({"section": section, "file": f"mlviz/{section}/{stem}.png",
                         "caption": report.captions[(section, stem)]})
     summary = dict(summary or {})
-    summary.setdefault("sweep", report.sweep.describe())
+    if report.sweep is not None:
+        summary.setdefault("sweep", report.sweep.describe())
     summary["figures_made"] = [f["file"] for f in figures]
     summary["figures_skipped"] = skipped
     summary["versions"] = _versions()

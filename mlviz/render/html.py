@@ -34,11 +34,19 @@ def write_index(root: Path, figures: list[dict], summary: dict) -> Path:
         "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}nav a{margin-right:12px}</style>",
         "</head><body>",
         "<h1>mlviz report</h1>",
-        f"<p>Experiment <b>{e(str(sel.get('experiment_name', '')))}</b> "
-        f"({e(str(sel.get('experiment_id', '')))}), store <code>{e(str(sel.get('tracking_uri', '')))}</code>; "
-        f"objective <b>{e(str(sweep.get('objective', '')))}</b> ({e(str(sweep.get('mode', '')))}), "
-        f"{sweep.get('n_runs', 0)} runs analysed, {sweep.get('excluded', {}).get('count', 0)} left out.</p>",
     ]
+    if "run" in summary:
+        run = summary["run"]
+        heads = ", ".join(f"{k} {v:.4g}" for k, v in summary.get("headline_metrics", {}).items()
+                          if isinstance(v, (int, float)))
+        parts.append(f"<p>Run <b>{e(str(run.get('run_name') or ''))}</b> ({e(str(run.get('run_id')))}), "
+                     f"predictions <code>{e(str(run.get('predictions')))}</code>. {e(heads)}</p>")
+    else:
+        parts.append(
+            f"<p>Experiment <b>{e(str(sel.get('experiment_name', '')))}</b> "
+            f"({e(str(sel.get('experiment_id', '')))}), store <code>{e(str(sel.get('tracking_uri', '')))}</code>; "
+            f"objective <b>{e(str(sweep.get('objective', '')))}</b> ({e(str(sweep.get('mode', '')))}), "
+            f"{sweep.get('n_runs', 0)} runs analysed, {sweep.get('excluded', {}).get('count', 0)} left out.</p>")
     sections = list(dict.fromkeys(f["section"] for f in figures))
     parts.append("<nav>" + "".join(f"<a href='#{e(s)}'>{e(SECTION_TITLES.get(s, s))}</a>" for s in sections) + "</nav>")
     for section in sections:

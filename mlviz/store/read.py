@@ -286,6 +286,39 @@ class Store:
                     out.append(Exclusion(folder.name, None, f"unreadable: {why}"))
         return out
 
+    # ------------------------------------------------------------------ artifacts
+    def run(self, run_id: str) -> dict:
+        """One run as a plain record (as in `run_records`)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            run = self.read_client.get_run(run_id)
+        except MlflowException:
+            raise MlvizError(f"no run '{run_id}' in {self.uri}") from None
+        info, data = run.info, run.data
+        return {"run_id": info.run_id, "run_name": info.run_name, "experiment_id": info.experiment_id,
+                "status": info.status, "lifecycle_stage": info.lifecycle_stage, "start_time": info.start_time,
+                "end_time": info.end_time, "params": dict(data.params), "metrics": dict(data.metrics),
+                "tags": dict(data.tags), "artifact_uri": info.artifact_uri}
+
+    def artifact_paths(self, run_id: str, folder: str = "") -> list[str]:
+        """Files logged by a run under `folder` (recursively); empty when the location is unreachable."""
+        out, stack = [], [folder or None]
+        try:
+            while stack:
+                for f in self.read_client.list_artifacts(run_id, stack.pop()):
+                    (stack.append(f.path) if f.is_dir else out.append(f.path))
+        except Exception:  # noqa: BLE001 - an artifact store we cannot list has nothing for us
+            return []
+        return sorted(out)
+
+    def download(self, run_id: str, path: str, dst: str | Path) -> Path:
+        """Download one artifact (file or folder) of a run into `dst`."""
+        try:
+            return Path(self.read_client.download_artifacts(run_id, path, str(dst)))
+        except Exception as exc:  # noqa: BLE001
+            raise MlvizError(f"cannot download '{path}' of run {run_id}: {_first_line(exc)}") from None
+
     # ------------------------------------------------------------------ histories
     def histories(self, run_ids: Sequence[str], keys: Iterable[str], workers: int = 8) -> pd.DataFrame:
         """Full metric histories as a long table: run_id, key, step, value, timestamp."""

@@ -120,13 +120,15 @@ def log_section(client, run_id: str, folder: Path, section: str, metrics: dict[s
     from mlflow.entities import Metric, RunTag
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-    repo = get_artifact_repository(client.get_run(run_id).info.artifact_uri)
-    try:
-        if any(f.path == f"mlviz/{section}" for f in repo.list_artifacts("mlviz")):
-            repo.delete_artifacts(f"mlviz/{section}")
-    except (NotImplementedError, OSError):
-        pass
-    client.log_artifacts(run_id, str(folder), artifact_path=f"mlviz/{section}")
+    target = f"mlviz/{section}" if section else "mlviz"
+    if section:  # the top level holds other sections too: only files are overwritten there
+        repo = get_artifact_repository(client.get_run(run_id).info.artifact_uri)
+        try:
+            if any(f.path == target for f in repo.list_artifacts("mlviz")):
+                repo.delete_artifacts(target)
+        except (NotImplementedError, OSError):
+            pass
+    client.log_artifacts(run_id, str(folder), artifact_path=target)
     now = int(time.time() * 1000)
     if metrics or tags:
         client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()],

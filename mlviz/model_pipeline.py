@@ -1,0 +1,157 @@
+"""One model's diagnostics: a run's logged predictions → analyses → figures → logged into that run.
+
+`best_model` is what `mlviz best-model` and `mlviz visualize` (for the sweep's best run) call. It finds
+the predictions artifact (CSV or Parquet; path configurable), its per-epoch twin and the images the
+predictions name, applies the column mapping, and logs the `best_model/` and `training_progress/`
+sections plus headline metrics (`mlviz.auc`, `mlviz.ece`, ...) into the model's own run, so the MLflow
+UI can show two candidates side by side and sort runs by them.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mlviz.errors import MlvizError
+
+DEFAULT_PREDICTIONS = ("predictions/val_predictions.csv", "predictions/val_predictions.parquet",
+                       "val_predictions.csv", "predictions.csv", "predictions.parquet")
+SECTIONS = ("best_model", "training_progress")
+
+
+@dataclass
+class ModelOutcome:
+    run_id: str
+    folder: Path | None
+    made: list[str]
+    skipped: list[dict]
+    headline: dict[str, float]
+
+
+def find_predictions(paths: list[str], wanted: str | None = None) -> tuple[str | None, str | None]:
+    """(final predictions, per-epoch predictions) among a run's artifact paths."""
+    if wanted:
+        if wanted not in paths:
+            raise MlvizError(f"the run has no artifact '{wanted}' (it has: {', '.join(paths[:10]) or 'none'})")
+        final = wanted
+    else:
+        final = next((p for p in DEFAULT_PREDICTIONS if p in paths), None)
+        if final is None:
+            final = next((p for p in paths if "predictions" in p.lower() and p.endswith((".csv", ".parquet"))
+                          and "epoch" not in p.lower()), None)
+    per_epoch = next((p for p in paths if "predictions" in p.lower() and "epoch" in p.lower()
+                      and p.endswith((".csv", ".parquet"))), None)
+    return final, per_epoch
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    except Exception as exc:  # noqa: BLE001 - any parse failure is the user's file
+        raise MlvizError(f"cannot read predictions {path.name}: {str(exc).splitlines()[0]}") from None
+
+
+def load_images(path: Path | None) -> np.ndarray | None:
+    if path is None or not path.exists():
+        return None
+    with np.load(path, allow_pickle=False) as data:
+        return data["images"] if "images" in data.files else None
+
+
+def analyse_run_predictions(folder: Path, final: str, per_epoch: str | None, column_map=None,
+                            images: np.ndarray | None = None, options: dict | None = None):
+    """Pure step on downloaded files: predictions (and per-epoch ones) → the diagnostics report."""
+    from mlviz.analysis.predictions import predictions_from_frame
+    from mlviz.diagnostics import analyse_predictions
+    from mlviz.pipeline import Report
+
+    contract = None
+    contract_path = (folder / final).parent / "contract.json"
+    if contract_path.exists() and column_map is None:
+        contract = json.loads(contract_path.read_text())
+    preds = predictions_from_frame(read_table(folder / final), column_map=column_map, contract=contract)
+    per = None
+    if per_epoch:
+        per_frame = read_table(folder / per_epoch)
+        if "epoch" in per_frame.columns:
+            per = predictions_from_frame(per_frame, column_map=column_map, contract=contract)
+    results, captions, renderers, skipped, headline = analyse_predictions(preds, per_epoch=per, images=images,
+                                                                          options=options)
+    return Report(None, results, captions, renderers, skipped), headline, preds
+
+
+def best_model(run_id: str, tracking_uri: str | None = None, out: str | Path | None = None,
+               predictions: str | None = None, column_map=None, options: dict | None = None,
+               store=None, echo=print) -> ModelOutcome:
+    """Diagnostics of one run's predictions, logged into that run (or written to `out`)."""
+    from mlviz.pipeline import render_report
+    from mlviz.store.read import Store
+
+    own = store is None
+    store = store or Store(tracking_uri)
+    tmp = Path(tempfile.mkdtemp(prefix="mlviz-model-"))
+    try:
+        record = store.run(run_id)
+        paths = store.artifact_paths(run_id)
+        final, per_epoch = find_predictions(paths, predictions)
+        if final is None:
+            raise MlvizError(f"run {run_id} logged no predictions artifact (looked for {', '.join(DEFAULT_PREDICTIONS)}; "
+                             "pass --predictions PATH)")
+        src = tmp / "src"
+        for p in {final, per_epoch, str(Path(final).parent / "contract.json")} - {None}:
+            if p in paths:
+                store.download(run_id, p, src / Path(p).parent)
+        image_path = "data/val_images.npz" if "data/val_images.npz" in paths else None
+        if image_path:
+            store.download(run_id, image_path, src / "data")
+        report, headline, _ = analyse_run_predictions(
+            src, final, per_epoch, column_map, load_images(src / image_path) if image_path else None, options)
+        summary = {"run": {"run_id": run_id, "run_name": record["run_name"], "experiment_id": record["experiment_id"],
+                           "predictions": final, "per_epoch_predictions": per_epoch, "images": image_path},
+                   "headline_metrics": headline}
+        folder = render_report(report, tmp / "render", summary)
+        made = json.loads((folder / "summary.json").read_text())
+        if out is not None:
+            dest = Path(out) / "mlviz"
+            dest.mkdir(parents=True, exist_ok=True)
+            for section in SECTIONS:
+                shutil.rmtree(dest / section, ignore_errors=True)
+                if (folder / section).exists():
+                    shutil.copytree(folder / section, dest / section)
+            shutil.copy2(folder / "summary.json", dest / "best_model_summary.json")
+            shutil.copy2(folder / "index.html", dest / ("index.html" if not (dest / "index.html").exists()
+                                                        else "best_model_index.html"))
+            where = str(dest)
+        else:
+            from mlviz.store import sink
+
+            client = store.writer()
+            for section in SECTIONS:
+                sink.log_section(client, run_id, folder / section, section) if (folder / section).exists() else None
+            sink.log_section(client, run_id, _index_only(folder, tmp), "", metrics=headline,
+                             tags={"mlviz.diagnostics": "best_model"})
+            where = f"run {run_id}"
+        echo(f"best-model diagnostics of run {run_id}: {len(made['figures_made'])} figures written to {where}")
+        for s in made["figures_skipped"]:
+            echo(f"  skipped {s['section']}/{s['figure']}: {s['reason']}")
+        return ModelOutcome(run_id, Path(out) / "mlviz" if out else None, made["figures_made"],
+                            made["figures_skipped"], headline)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if own:
+            store.close()
+
+
+def _index_only(folder: Path, tmp: Path) -> Path:
+    """A folder holding just the run's index.html and summary (logged at mlviz/)."""
+    top = tmp / "top"
+    top.mkdir(exist_ok=True)
+    shutil.copy2(folder / "index.html", top / "index.html")
+    shutil.copy2(folder / "summary.json", top / "best_model_summary.json")
+    return top
