@@ -291,8 +291,25 @@ def visualize(selection: Selection, out: str | Path | None = None, options: dict
                 where = f"run {run_id} (experiment '{exp.name}')"
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    echo(_closing_lines(sweep, made, summary["figures_skipped"], where, time.perf_counter() - started))
+        echo(_closing_lines(sweep, made, summary["figures_skipped"], where, time.perf_counter() - started))
+        if options.get("best_model", True):
+            _best_model_of_sweep(store, sweep, out, options, echo)
     return Outcome(run_id, Path(out) / "mlviz" if out else None, False, summary)
+
+
+def _best_model_of_sweep(store, sweep: Sweep, out, options: dict, echo) -> None:
+    """Diagnostics for the sweep's best run (stage 2 if there is one), when it logged predictions."""
+    from mlviz.model_pipeline import best_model, find_predictions
+
+    stage = 2 if (sweep.runs["stage"] == 2).any() else 1
+    best_id = str(sweep.stage(stage).best(1)["run_id"].iloc[0])
+    if find_predictions(store.artifact_paths(best_id))[0] is None:
+        echo(f"  best model: run {best_id} logged no predictions, so no best_model/ section")
+        return
+    try:
+        best_model(best_id, store=store, out=out, options={"n_boot": options.get("n_boot", 500)}, echo=echo)
+    except MlvizError as exc:
+        echo(f"  best model: run {best_id}: {exc}")
 
 
 def _folder_fingerprint(out: Path) -> str | None:

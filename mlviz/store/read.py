@@ -70,6 +70,7 @@ class Store:
         from mlflow import MlflowClient
 
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # migration chatter on temp copies
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
         self.read_client = MlflowClient(tracking_uri=self._read_uri)
         self.client = self.read_client if self._read_uri == self.uri else None

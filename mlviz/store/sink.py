@@ -84,6 +84,7 @@ def log_report(
         _check_artifact_location(client, experiment_id)
         _delete_previous(client, run_id)
     client.log_artifacts(run_id, str(folder))
+    _log_dashboards(client, run_id, folder)
     import time
 
     now = int(time.time() * 1000)
@@ -105,10 +106,28 @@ def _delete_previous(client, run_id: str) -> None:
     uri = client.get_run(run_id).info.artifact_uri
     repo = get_artifact_repository(uri)
     try:
-        if any(f.path == "mlviz" for f in repo.list_artifacts()):
+        top = [f.path for f in repo.list_artifacts()]
+        if "mlviz" in top:
             repo.delete_artifacts("mlviz")
+        if "images" in top:
+            for f in repo.list_artifacts("images"):
+                if f.path.startswith(f"images/{IMAGE_KEY_PREFIX}"):
+                    repo.delete_artifacts(f.path)
     except (NotImplementedError, OSError):
         pass  # stores that cannot delete keep the old files; the new ones overwrite them by name
+
+
+IMAGE_KEY_PREFIX = "mlviz_"
+
+
+def _log_dashboards(client, run_id: str, folder: Path) -> None:
+    """Dashboards also go to the UI's image grid (same key in every analysis run), so sweeps can be
+    compared side by side in the MLflow UI's chart view."""
+    from PIL import Image
+
+    for png in sorted(Path(folder).glob("mlviz/*/*_summary_dashboard.png")):
+        with Image.open(png) as img:
+            client.log_image(run_id, img.convert("RGB"), key=IMAGE_KEY_PREFIX + png.stem, step=0)
 
 
 def log_section(client, run_id: str, folder: Path, section: str, metrics: dict[str, float] | None = None,
