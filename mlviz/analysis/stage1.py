@@ -65,6 +65,7 @@ class ParameterImportance:
     n_runs: int
     n_boot: int
     level: float = 0.95
+    note: str | None = None
 
 
 def _omega_squared(counts: np.ndarray, sums: np.ndarray, sum_y: np.ndarray, sum_y2: np.ndarray, n: float, slices):
@@ -134,6 +135,8 @@ def parameter_importance(
         unexplained=max(0.0, 1.0 - explained),
         n_runs=n,
         n_boot=n_boot,
+        note=(f"main effects add up to {total:.0%}: the parameters were not sampled independently (an adaptive "
+              "sampler such as TPE, or a filtered grid), so their effects overlap" if total > 1.0 else None),
     )
 
 

@@ -159,6 +159,8 @@ def plot_importance(result: ParameterImportance):
     ax2.set_ylabel("share of variance")
     r2 = "" if result.forest_r2 is None else f" (forest OOB R² {result.forest_r2:.2f})"
     ax2.set_title("what explains the objective" + r2)
+    if result.note:
+        fig.text(0.01, 0.005, "Note: " + result.note, fontsize=8, color=style.MUTED)
     return fig
 
 
