@@ -95,6 +95,73 @@ def visualize(tracking_uri, experiment, parent_run, filter_string, statuses, met
         progress=not quiet and sys.stderr.isatty(), echo=click.echo)
 
 
+def _column_map(task, label, scores, score_prefix, prediction, positive_class, group_columns, rename, columns_json):
+    import json
+
+    cmap = json.loads(columns_json) if columns_json else {}
+    split = (lambda v: [c.strip() for c in v.split(",") if c.strip()])  # noqa: E731
+    for key, value in (("task", task), ("label", label), ("score_prefix", score_prefix),
+                       ("prediction", prediction), ("positive_class", positive_class)):
+        if value:
+            cmap[key] = value
+    if scores:
+        cmap["scores"] = split(scores)
+    if group_columns:
+        cmap["group_columns"] = split(group_columns)
+    if rename:
+        cmap["rename"] = dict(pair.split("=", 1) for pair in split(rename))
+    return cmap or None
+
+
+@main.command("best-model")
+@click.option("--tracking-uri", default=None, envvar="MLFLOW_TRACKING_URI", show_envvar=True)
+@click.option("--run", "run_id", default=None, help="The run whose predictions to diagnose.")
+@click.option("--experiment", "-e", default=None, help="Or: the best run(s) of this experiment's sweep.")
+@click.option("--parent-run", default=None, help="With --experiment: only runs nested under this run.")
+@click.option("--metric", "-m", default=None, help="With --experiment: the objective that ranks runs.")
+@click.option("--mode", type=click.Choice(["max", "min", ""]), default=None)
+@click.option("--top-k", default=1, show_default=True, help="With --experiment: diagnose the k best runs.")
+@click.option("--predictions", default=None, help="Artifact path of the predictions CSV/Parquet "
+              "(default: predictions/val_predictions.csv or any *predictions* file).")
+@click.option("--task", type=click.Choice(["binary", "multiclass", "multioutput", "regression"]), default=None)
+@click.option("--label", default=None, help="Label column (regression: the true value).")
+@click.option("--scores", default=None, help="Comma-separated score/probability columns, in class order.")
+@click.option("--score-prefix", default=None, help="Score columns are those starting with this prefix.")
+@click.option("--prediction", default=None, help="Regression: the predicted-value column.")
+@click.option("--positive-class", default=None, help="Binary: the label value that is positive.")
+@click.option("--group-columns", default=None, help="Comma-separated columns to slice metrics by.")
+@click.option("--rename", default=None, help="Columns to rename first, e.g. 'prob_header=score'.")
+@click.option("--columns", "columns_json", default=None, help="The whole column map as JSON.")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Write to a folder instead of logging.")
+@click.option("--n-boot", default=1000, show_default=True, help="Bootstrap resamples for intervals.")
+def best_model_command(tracking_uri, run_id, experiment, parent_run, metric, mode, top_k, predictions, task, label,
+                       scores, score_prefix, prediction, positive_class, group_columns, rename, columns_json, out,
+                       n_boot):
+    """Diagnostics of a model's predictions (ROC, PR, calibration, slices, ...), logged into its own run."""
+    from mlviz.errors import MlvizError
+    from mlviz.model_pipeline import best_model
+    from mlviz.store.read import Store
+
+    cmap = _column_map(task, label, scores, score_prefix, prediction, positive_class, group_columns, rename,
+                       columns_json)
+    if not run_id and not experiment:
+        raise MlvizError("pass --run RUN_ID, or --experiment (with --top-k) to diagnose a sweep's best runs")
+    with Store(tracking_uri) as store:
+        if run_id:
+            run_ids = [run_id]
+        else:
+            from mlviz.pipeline import Selection, read_sweep
+
+            sweep, _ = read_sweep(store, Selection(tracking_uri=tracking_uri, experiment=experiment,
+                                                   parent_run=parent_run, metric=metric, mode=mode or None))
+            stage = 2 if (sweep.runs["stage"] == 2).any() else 1
+            run_ids = sweep.stage(stage).best(top_k)["run_id"].tolist()
+        for i, rid in enumerate(run_ids):
+            target = None if out is None else (out if len(run_ids) == 1 else f"{out}/{i + 1:02d}-{rid[:8]}")
+            best_model(rid, store=store, out=target, predictions=predictions, column_map=cmap,
+                       options={"n_boot": n_boot}, echo=click.echo)
+
+
 @main.command("synthetic-sweep")
 @click.option("--tracking-uri", default=None, envvar="MLFLOW_TRACKING_URI", show_envvar=True,
               help="Store to write to (default sqlite:///mlflow.db; created if absent).")
