@@ -29,6 +29,7 @@ class DigitsTask:
     val_ids: np.ndarray  # index into load_digits(), a stable sample id
     class_names: list[str]
     head_names: list[str]
+    val_digits: np.ndarray | None = None  # the digit shown, a grouping column for slice metrics
 
     @property
     def n_classes(self) -> int:
@@ -66,4 +67,5 @@ def load_task(task: str = "multiclass", val_fraction: float = 0.3, seed: int = 0
         y = np.stack([np.searchsorted(edges[:, k], ink[:, k], side="right") for k in range(4)], axis=1)
         y = y.astype(np.int64)
         classes, heads = list(INK_CLASSES), list(HEADS)
-    return DigitsTask(task, images[tr], y[tr], images[va], y[va], ids[va], classes, heads)
+    return DigitsTask(task, images[tr], y[tr], images[va], y[va], ids[va], classes, heads,
+                      digits.target[va].astype(np.int64))

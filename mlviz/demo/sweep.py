@@ -98,6 +98,11 @@ def predictions_frame(task, probs: np.ndarray, epoch: int | None = None) -> pd.D
         for c, name in enumerate(task.class_names):
             cols[f"prob_{name}"] = probs[:, c]
         cols["pred"] = probs.argmax(1)
+    # Grouping columns for slice metrics: how much ink the image holds, and the digit itself.
+    ink = task.x_val.reshape(len(task.x_val), -1).mean(axis=1)
+    cols["ink_level"] = np.array(["light", "medium", "heavy"])[np.searchsorted(np.quantile(ink, [1 / 3, 2 / 3]), ink)]
+    if task.task != "multiclass" and task.val_digits is not None:
+        cols["digit"] = task.val_digits
     frame = pd.DataFrame(cols)
     if epoch is not None:
         frame.insert(0, "epoch", epoch)
