@@ -1,0 +1,596 @@
+"""The predictions contract: one model's predictions as a typed, validated object.
+
+A predictions table (CSV/Parquet, one row per sample, or per sample and epoch) becomes a `Predictions`:
+
+- `task`: "binary", "multiclass", "multioutput" or "regression";
+- `y_true`: (n,) class codes 0..k-1 (binary: 0/1), (n, heads) for multi-output, floats for regression;
+- `scores`: binary (n,) score of the positive class; multi-class (n, k) probabilities;
+  multi-output (n, heads, k) probabilities (a head with fewer classes is padded with zeros);
+  regression (n,) predicted values;
+- `metadata`: everything else a figure may use (sample id, image index or path, grouping columns, epoch).
+
+`predictions_from_frame` reads a DataFrame through a `ColumnMap`. Without one it detects:
+
+- the demo's contract (`mlviz.demo.sweep.contract`) when given;
+- `label` (or `y_true`, `target`, `true`) with `score`/`prob` (binary), one `prob_<class>` column
+  (binary, that class positive; e.g. `label` + `prob_header`), or several `prob_<class>` columns (multi-class);
+- `label_<head>` with `prob_<head>_<class>` (or one `prob_<head>` column: a binary head) for multi-output;
+- `y_true`/`y_pred`, `true`/`predicted` or `target`/`prediction` for regression.
+
+Probabilities are checked, never repaired: values outside [0, 1], rows of a multi-class head that do not
+sum to 1 (tolerance 1e-3) and missing values are each a `MlvizError` naming the column and rows. A binary
+`score` column outside [0, 1] is taken as a raw score (ROC/PR still apply; calibration does not).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, fields, replace
+
+import numpy as np
+import pandas as pd
+
+from mlviz.errors import MlvizError
+
+TASKS = ("binary", "multiclass", "multioutput", "regression")
+SUM_TOLERANCE = 1e-3
+
+LABEL_NAMES = ("label", "y_true", "target", "true", "labels", "y")
+SINGLE_SCORE_NAMES = ("score", "prob", "proba", "probability", "y_score", "y_prob")
+PROB_PREFIXES = ("prob_", "proba_", "probability_")
+REGRESSION_PAIRS = (("y_true", "y_pred"), ("true", "predicted"), ("target", "prediction"), ("y", "y_hat"))
+ID_NAMES = ("sample_id", "id", "sample", "uid", "sample_name")
+IMAGE_INDEX_NAMES = ("image_index", "image_idx", "img_index", "image_id_index")
+IMAGE_PATH_NAMES = ("image_path", "filepath", "file_path", "path", "image_file", "filename")
+NON_GROUP_PREFIXES = ("pred", "prob", "score", "label", "logit", "y_", "p_")
+MAX_GROUP_VALUES = 30
+
+
+@dataclass
+class ColumnMap:
+    """How to read a predictions table. Every field is optional; what is left out is detected.
+
+    - `label`, `scores`: the label column and the score columns (binary: one column, the positive class's
+      score, or two probability columns; multi-class: one probability column per class, in class order);
+    - `score_prefix`: instead of `scores`, every column starting with this prefix (class = the rest);
+    - `heads`: multi-output, {head: {"label": column, "scores": [columns]}} (or {"label":, "prefix":});
+    - `prediction`: regression, the predicted-value column (with `label` the true value);
+    - `class_names`, `positive_class`: names of the classes; which label value is positive (binary);
+    - `rename`: columns renamed before anything else, e.g. {"prob_header": "score"};
+    - `probabilities`: whether a binary score is a probability (None: when it lies in [0, 1]).
+    """
+
+    task: str | None = None
+    label: str | None = None
+    scores: list[str] | None = None
+    score_prefix: str | None = None
+    heads: dict[str, dict] | None = None
+    prediction: str | None = None
+    class_names: list[str] | None = None
+    positive_class: str | None = None
+    id_column: str | None = None
+    image_column: str | None = None
+    image_path_column: str | None = None
+    group_columns: list[str] | None = None
+    epoch_column: str = "epoch"
+    rename: dict[str, str] = field(default_factory=dict)
+    probabilities: bool | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ColumnMap:
+        """From a plain dict; also reads the demo's contract keys (`classes`, `scores`, `heads`)."""
+        known = {f.name for f in fields(cls)}
+        kw = {}
+        for key, value in data.items():
+            key = {"classes": "class_names", "groups": "group_columns", "prefix": "score_prefix",
+                   "id": "id_column", "image": "image_column", "image_path": "image_path_column",
+                   "epoch": "epoch_column"}.get(key, key)
+            if key in known:
+                kw[key] = value
+            elif key not in ("images",):  # the contract's image file is for the loader, not the table
+                raise MlvizError(f"unknown column-map key '{key}' (known: {', '.join(sorted(known))})")
+        if isinstance(kw.get("scores"), str):
+            kw["scores"] = [kw["scores"]]
+        if isinstance(kw.get("group_columns"), str):
+            kw["group_columns"] = [kw["group_columns"]]
+        if kw.get("task") is not None and kw["task"] not in TASKS:
+            raise MlvizError(f"column map: task must be one of {', '.join(TASKS)}, not '{kw['task']}'")
+        return cls(**kw)
+
+    @classmethod
+    def parse(cls, text: str) -> ColumnMap:
+        """From a command-line string: `label=y,scores=p_neg|p_pos,groups=site|scanner,rename=prob_header:score`."""
+        data: dict = {}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            if "=" not in part:
+                raise MlvizError(f"column map: '{part}' is not KEY=VALUE (e.g. label=y,scores=prob_a|prob_b)")
+            key, value = (s.strip() for s in part.split("=", 1))
+            if key in ("scores", "class_names", "classes", "group_columns", "groups"):
+                data[key] = [v for v in value.split("|") if v]
+            elif key == "rename":
+                pairs = [p.split(":", 1) for p in value.split("|") if p]
+                if any(len(p) != 2 for p in pairs):
+                    raise MlvizError("column map: rename takes OLD:NEW pairs separated by |")
+                data["rename"] = dict(pairs)
+            elif key == "probabilities":
+                data[key] = value.lower() in ("1", "true", "yes")
+            else:
+                data[key] = value
+        return cls.from_dict(data)
+
+
+@dataclass
+class HeadView:
+    """One output of a model, as the analyses see it."""
+
+    name: str  # "" for a single-output model
+    kind: str  # "binary", "multiclass" or "regression"
+    y: np.ndarray  # (n,) codes (binary: 0/1) or values
+    scores: np.ndarray  # binary (n,) positive-class score; multiclass (n, k); regression (n,)
+    class_names: list[str]
+    probabilities: bool = True
+
+    @property
+    def classes_present(self) -> int:
+        return int(len(np.unique(self.y))) if self.kind != "regression" else 0
+
+    @property
+    def label(self) -> str:
+        return self.name or "output"
+
+
+@dataclass
+class Predictions:
+    task: str
+    y_true: np.ndarray
+    scores: np.ndarray
+    class_names: list[str]
+    head_names: list[str] = field(default_factory=list)
+    metadata: pd.DataFrame = field(default_factory=pd.DataFrame)
+    probabilities: bool = True
+    head_classes: list[list[str]] | None = None  # multi-output: class names per head
+    id_column: str | None = None
+    image_column: str | None = None
+    image_path_column: str | None = None
+    group_columns: list[str] = field(default_factory=list)
+    epoch_column: str | None = None
+    source: dict = field(default_factory=dict)  # which columns were read, for the record
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise MlvizError(f"task must be one of {', '.join(TASKS)}, not '{self.task}'")
+        n = len(self.y_true)
+        if len(self.scores) != n:
+            raise MlvizError(f"predictions: {n} labels but {len(self.scores)} scores; they must be the same length")
+        if len(self.metadata) and len(self.metadata) != n:
+            raise MlvizError(f"predictions: {n} labels but {len(self.metadata)} metadata rows")
+        if not len(self.metadata):
+            self.metadata = pd.DataFrame(index=pd.RangeIndex(n))
+
+    @property
+    def n(self) -> int:
+        return len(self.y_true)
+
+    @property
+    def has_epochs(self) -> bool:
+        return self.epoch_column is not None and self.epoch_column in self.metadata.columns
+
+    def epochs(self) -> list:
+        if not self.has_epochs:
+            return []
+        return sorted(pd.unique(self.metadata[self.epoch_column]).tolist())
+
+    def subset(self, mask) -> Predictions:
+        mask = np.asarray(mask)
+        return replace(self, y_true=self.y_true[mask], scores=self.scores[mask],
+                       metadata=self.metadata.loc[mask].reset_index(drop=True) if mask.dtype == bool
+                       else self.metadata.iloc[mask].reset_index(drop=True))
+
+    def at_epoch(self, epoch) -> Predictions:
+        return self.subset(self.metadata[self.epoch_column].to_numpy() == epoch)
+
+    @property
+    def sample_ids(self) -> np.ndarray:
+        if self.id_column and self.id_column in self.metadata:
+            return self.metadata[self.id_column].to_numpy()
+        return np.arange(self.n)
+
+    def image_indices(self, n_images: int | None = None) -> np.ndarray | None:
+        """Index of each row's image in an image array: the image column, else the row when sizes agree."""
+        if self.image_column and self.image_column in self.metadata:
+            return self.metadata[self.image_column].to_numpy()
+        if n_images is not None and n_images == self.n:
+            return np.arange(self.n)
+        return None
+
+    def heads(self) -> list[HeadView]:
+        if self.task == "regression":
+            return [HeadView("", "regression", self.y_true.astype(float), self.scores.astype(float), [], False)]
+        if self.task == "binary":
+            return [HeadView("", "binary", self.y_true, self.scores, self.class_names, self.probabilities)]
+        if self.task == "multiclass":
+            return [HeadView("", "multiclass", self.y_true, self.scores, self.class_names, True)]
+        out = []
+        for h, name in enumerate(self.head_names):
+            classes = self.head_classes[h] if self.head_classes else self.class_names
+            k = len(classes)
+            probs = self.scores[:, h, :k]
+            if k == 2:
+                out.append(HeadView(name, "binary", self.y_true[:, h], probs[:, 1], classes, True))
+            else:
+                out.append(HeadView(name, "multiclass", self.y_true[:, h], probs, classes, True))
+        return out
+
+
+# --------------------------------------------------------------------------- validation helpers
+def _rows(mask: np.ndarray, limit: int = 5) -> str:
+    idx = np.flatnonzero(mask)
+    shown = ", ".join(str(i) for i in idx[:limit])
+    return shown + (f" and {len(idx) - limit} more" if len(idx) > limit else "")
+
+
+def _numeric(df: pd.DataFrame, col: str, what: str) -> np.ndarray:
+    try:
+        values = pd.to_numeric(df[col], errors="raise").to_numpy(dtype=float)
+    except (ValueError, TypeError):
+        bad = df[col][pd.to_numeric(df[col], errors="coerce").isna() & df[col].notna()]
+        raise MlvizError(f"{what} column '{col}' is not numeric (e.g. {bad.iloc[0]!r} in row {bad.index[0]})") from None
+    missing = ~np.isfinite(values)
+    if missing.any():
+        raise MlvizError(f"{what} column '{col}' has {int(missing.sum())} missing or infinite values "
+                         f"(rows {_rows(missing)}); drop or fix those rows")
+    return values
+
+
+def _check_probabilities(values: np.ndarray, cols: list[str]) -> None:
+    for j, col in enumerate(cols):
+        v = values[:, j] if values.ndim == 2 else values
+        bad = (v < 0) | (v > 1)
+        if bad.any():
+            raise MlvizError(f"probability column '{col}' has {int(bad.sum())} values outside [0, 1] "
+                             f"(rows {_rows(bad)}; range {v.min():.4g} to {v.max():.4g}); "
+                             "pass probabilities (e.g. softmax/sigmoid outputs), not logits")
+
+
+def _check_sums(values: np.ndarray, cols: list[str]) -> None:
+    sums = values.sum(axis=1)
+    bad = np.abs(sums - 1.0) > SUM_TOLERANCE
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise MlvizError(f"probability columns {cols[0]}..{cols[-1]} must sum to 1 in every row (tolerance "
+                         f"{SUM_TOLERANCE:g}); {int(bad.sum())} rows do not (rows {_rows(bad)}; row {first} sums to "
+                         f"{sums[first]:.6g}); mlviz does not renormalise: export normalised probabilities")
+
+
+def _encode_labels(raw: pd.Series, classes: list[str] | None, col: str, positive: str | None = None,
+                   binary: bool = False) -> tuple[np.ndarray, list[str]]:
+    """Label values → codes 0..k-1 and the class names."""
+    if raw.isna().any():
+        miss = raw.isna().to_numpy()
+        raise MlvizError(f"label column '{col}' has {int(miss.sum())} missing values (rows {_rows(miss)})")
+    if raw.dtype == bool:
+        raw = raw.astype(int)
+    uniq = pd.unique(raw.to_numpy())
+    if binary:
+        numeric = pd.to_numeric(raw, errors="coerce")
+        if numeric.notna().all() and set(numeric.unique().tolist()) <= {0, 1}:
+            names = list(classes) if classes and len(classes) == 2 else ["0", "1"]
+            return numeric.to_numpy().astype(int), names
+        svals = raw.astype(str)
+        if classes and len(classes) == 2 and set(svals.unique()) <= set(classes):
+            return (svals == classes[1]).to_numpy().astype(int), list(classes)
+        if positive is not None and positive in set(svals.unique()):
+            others = sorted(set(svals.unique()) - {positive})
+            if len(others) <= 1:
+                neg = others[0] if others else f"not {positive}"
+                return (svals == positive).to_numpy().astype(int), [neg, positive]
+        raise MlvizError(f"label column '{col}' of a binary task holds {sorted(map(str, uniq))[:6]}: use 0/1 labels, "
+                         "or name the classes (class_names=[negative, positive]) or the positive_class in the column map")
+    # multi-class
+    svals = raw.astype(str).str.replace(r"\.0$", "", regex=True)
+    if classes is not None:
+        if set(svals.unique()) <= set(classes):
+            lookup = {c: i for i, c in enumerate(classes)}
+            return svals.map(lookup).to_numpy().astype(int), list(classes)
+        numeric = pd.to_numeric(raw, errors="coerce")
+        if numeric.notna().all() and (numeric % 1 == 0).all() and numeric.min() >= 0 and numeric.max() < len(classes):
+            return numeric.to_numpy().astype(int), list(classes)
+        extra = sorted(set(svals.unique()) - set(classes))[:6]
+        raise MlvizError(f"label column '{col}' holds values {extra} that are not among the classes "
+                         f"{list(classes)[:12]} (named by the score columns)")
+    numeric = pd.to_numeric(raw, errors="coerce")
+    if numeric.notna().all() and (numeric % 1 == 0).all() and numeric.min() >= 0:
+        k = int(numeric.max()) + 1
+        return numeric.to_numpy().astype(int), [str(i) for i in range(k)]
+    names = sorted(svals.unique())
+    lookup = {c: i for i, c in enumerate(names)}
+    return svals.map(lookup).to_numpy().astype(int), names
+
+
+# --------------------------------------------------------------------------- layout detection
+def _first(columns, names) -> str | None:
+    lower = {c.lower(): c for c in columns}
+    for name in names:
+        if name in lower:
+            return lower[name]
+    return None
+
+
+def _prefixed(columns, prefixes) -> tuple[str | None, list[str]]:
+    for prefix in prefixes:
+        cols = [c for c in columns if c.lower().startswith(prefix) and len(c) > len(prefix)]
+        if cols:
+            return prefix, cols
+    return None, []
+
+
+def _detect(df: pd.DataFrame, cmap: ColumnMap) -> ColumnMap:
+    """Fill in what the map leaves out from the column names."""
+    cols = list(df.columns)
+    if cmap.heads:
+        return replace(cmap, task="multioutput")
+    if cmap.task == "regression" or cmap.prediction:
+        label = cmap.label or next((t for t, p in REGRESSION_PAIRS if t in cols and p in cols), None)
+        pred = cmap.prediction or next((p for t, p in REGRESSION_PAIRS if t == label and p in cols), None)
+        if label is None or pred is None:
+            raise MlvizError("regression predictions need a true-value and a predicted-value column "
+                             f"(y_true/y_pred, true/predicted, target/prediction); found: {_list(cols)}")
+        return replace(cmap, task="regression", label=label, prediction=pred)
+    label = cmap.label or _first(cols, LABEL_NAMES)
+    if cmap.label and cmap.label not in cols:
+        raise MlvizError(f"the label column '{cmap.label}' is not in the predictions (columns: {_list(cols)})")
+    scores = cmap.scores
+    if scores is None and cmap.score_prefix:
+        scores = [c for c in cols if c.startswith(cmap.score_prefix)]
+        if not scores:
+            raise MlvizError(f"no column starts with '{cmap.score_prefix}' (columns: {_list(cols)})")
+    if scores is None and label is not None:
+        single = _first(cols, SINGLE_SCORE_NAMES)
+        if single:
+            scores = [single]
+        else:
+            _, scores = _prefixed([c for c in cols if c != label], PROB_PREFIXES)
+            scores = scores or None
+    if scores is None and cmap.task is None:
+        pair = next(((t, p) for t, p in REGRESSION_PAIRS if t in cols and p in cols), None)
+        if pair and label in (None, pair[0]):
+            return replace(cmap, task="regression", label=pair[0], prediction=pair[1])
+    if scores is not None and label is not None:
+        task = cmap.task or ("binary" if len(scores) <= 2 else "multiclass")
+        return replace(cmap, task=task, label=label, scores=list(scores))
+    # multi-output: label_<head> columns
+    head_labels = [c for c in cols if c.lower().startswith("label_")]
+    if head_labels and label is None:
+        heads = {c[len("label_"):]: {"label": c} for c in head_labels}
+        score_cols = [c for c in cols if c.lower().startswith(PROB_PREFIXES + ("score_",))]
+        for c in score_cols:  # longest head name that prefixes the column wins
+            rest = c.split("_", 1)[1]
+            match = max((h for h in heads if rest == h or rest.startswith(h + "_")), key=len, default=None)
+            if match is not None:
+                heads[match].setdefault("scores", []).append(c)
+        missing = [h for h, d in heads.items() if not d.get("scores")]
+        if missing:
+            raise MlvizError(f"multi-output head(s) {missing} have a label column but no prob_<head>_<class> "
+                             f"(or prob_<head>) score columns; columns: {_list(cols)}")
+        return replace(cmap, task="multioutput", heads=heads)
+    if label is None:
+        raise MlvizError("the predictions have no label column (looked for "
+                         f"{', '.join(LABEL_NAMES)}, label_<head>, or y_true/y_pred for regression); "
+                         f"columns: {_list(cols)}; pass a column map naming it")
+    raise MlvizError(f"found the label column '{label}' but no score columns (looked for score, prob, "
+                     f"prob_<class>); columns: {_list(cols)}; pass a column map naming them")
+
+
+def _list(cols, limit: int = 15) -> str:
+    cols = [str(c) for c in cols]
+    return ", ".join(cols[:limit]) + (f" (+{len(cols) - limit} more)" if len(cols) > limit else "")
+
+
+def _class_from(col: str) -> str:
+    for prefix in PROB_PREFIXES + ("score_",):
+        if col.lower().startswith(prefix):
+            return col[len(prefix):]
+    return col
+
+
+def _strip_head(col: str, head: str) -> str:
+    m = re.match(rf"^(?:{'|'.join(p.rstrip('_') for p in PROB_PREFIXES + ('score_',))})_{re.escape(head)}_?(.*)$",
+                 col, flags=re.IGNORECASE)
+    return m.group(1) if m else col
+
+
+# --------------------------------------------------------------------------- readers per task
+def _read_single(df: pd.DataFrame, cmap: ColumnMap) -> dict:
+    label, scores = cmap.label, list(cmap.scores)
+    missing = [c for c in [label, *scores] if c not in df.columns]
+    if missing:
+        raise MlvizError(f"column(s) {missing} named by the column map are not in the predictions "
+                         f"(columns: {_list(df.columns)})")
+    values = np.column_stack([_numeric(df, c, "score") for c in scores])
+    if cmap.task == "binary" and len(scores) == 1:
+        col = scores[0]
+        s = values[:, 0]
+        named_prob = col.lower().startswith(("prob", "p_")) or col.lower() in ("probability", "y_prob")
+        in_range = bool(((s >= 0) & (s <= 1)).all())
+        probs = cmap.probabilities if cmap.probabilities is not None else (named_prob or in_range)
+        if probs:
+            _check_probabilities(s, [col])
+        positive = cmap.positive_class
+        if positive is None and col.lower().startswith(PROB_PREFIXES):
+            positive = _class_from(col)
+        classes = cmap.class_names
+        y, names = _encode_labels(df[label], classes, label, positive=positive, binary=True)
+        if classes is None and positive is not None and names == ["0", "1"]:
+            names = [f"not {positive}", positive]
+        return {"task": "binary", "y_true": y, "scores": s, "class_names": names, "probabilities": bool(probs),
+                "source": {"label": label, "scores": scores}}
+    _check_probabilities(values, scores)
+    _check_sums(values, scores)
+    classes = cmap.class_names or [_class_from(c) for c in scores]
+    if len(classes) != len(scores):
+        raise MlvizError(f"column map names {len(classes)} classes but {len(scores)} score columns")
+    y, names = _encode_labels(df[label], classes, label)
+    if len(scores) == 2 and cmap.task != "multiclass":
+        return {"task": "binary", "y_true": y, "scores": values[:, 1], "class_names": names, "probabilities": True,
+                "source": {"label": label, "scores": scores}}
+    return {"task": "multiclass", "y_true": y, "scores": values, "class_names": names, "probabilities": True,
+            "source": {"label": label, "scores": scores}}
+
+
+def _read_heads(df: pd.DataFrame, cmap: ColumnMap) -> dict:
+    heads = cmap.heads
+    names, ys, probs, head_classes, source = [], [], [], [], {}
+    for head, spec in heads.items():
+        label = spec.get("label")
+        cols = spec.get("scores")
+        if cols is None and spec.get("prefix"):
+            cols = [c for c in df.columns if c.startswith(spec["prefix"])]
+        if not label or label not in df.columns:
+            raise MlvizError(f"head '{head}': label column '{label}' is not in the predictions (columns: {_list(df.columns)})")
+        if not cols:
+            raise MlvizError(f"head '{head}' has no score columns")
+        absent = [c for c in cols if c not in df.columns]
+        if absent:
+            raise MlvizError(f"head '{head}': score column(s) {absent} are not in the predictions")
+        values = np.column_stack([_numeric(df, c, "score") for c in cols])
+        _check_probabilities(values, cols)
+        if len(cols) == 1:
+            values = np.column_stack([1.0 - values[:, 0], values[:, 0]])
+            y, classes = _encode_labels(df[label], spec.get("classes") or cmap.class_names, label, binary=True)
+        else:
+            _check_sums(values, cols)
+            classes = spec.get("classes") or cmap.class_names or [_strip_head(c, head) for c in cols]
+            if len(classes) != len(cols):
+                classes = [_strip_head(c, head) for c in cols]
+            y, classes = _encode_labels(df[label], classes, label)
+        names.append(str(head))
+        ys.append(y)
+        probs.append(values)
+        head_classes.append(list(classes))
+        source[str(head)] = {"label": label, "scores": list(cols)}
+    k = max(p.shape[1] for p in probs)
+    scores = np.zeros((len(df), len(names), k))
+    for h, p in enumerate(probs):
+        scores[:, h, :p.shape[1]] = p
+    same = all(c == head_classes[0] for c in head_classes)
+    return {"task": "multioutput", "y_true": np.column_stack(ys), "scores": scores,
+            "class_names": head_classes[0] if same else [], "head_names": names,
+            "head_classes": head_classes, "probabilities": True, "source": {"heads": source}}
+
+
+def _read_regression(df: pd.DataFrame, cmap: ColumnMap) -> dict:
+    for c in (cmap.label, cmap.prediction):
+        if c not in df.columns:
+            raise MlvizError(f"regression column '{c}' is not in the predictions (columns: {_list(df.columns)})")
+    return {"task": "regression", "y_true": _numeric(df, cmap.label, "true-value"),
+            "scores": _numeric(df, cmap.prediction, "prediction"), "class_names": [], "probabilities": False,
+            "source": {"label": cmap.label, "prediction": cmap.prediction}}
+
+
+def _metadata(df: pd.DataFrame, cmap: ColumnMap, used: set[str]) -> tuple[pd.DataFrame, dict]:
+    cols = list(df.columns)
+    id_col = cmap.id_column or _first(cols, ID_NAMES)
+    img_col = cmap.image_column or _first(cols, IMAGE_INDEX_NAMES)
+    path_col = cmap.image_path_column or _first(cols, IMAGE_PATH_NAMES)
+    epoch_col = cmap.epoch_column if cmap.epoch_column in cols else None
+    for what, c in (("id", cmap.id_column), ("image", cmap.image_column), ("image path", cmap.image_path_column)):
+        if c is not None and c not in cols:
+            raise MlvizError(f"the {what} column '{c}' is not in the predictions (columns: {_list(cols)})")
+    if img_col is not None:
+        idx = pd.to_numeric(df[img_col], errors="coerce")
+        if idx.isna().any() or (idx % 1 != 0).any() or (idx < 0).any():
+            raise MlvizError(f"image index column '{img_col}' must hold non-negative integers")
+    special = {c for c in (id_col, img_col, path_col, epoch_col) if c}
+    if cmap.group_columns is not None:
+        absent = [c for c in cmap.group_columns if c not in cols]
+        if absent:
+            raise MlvizError(f"grouping column(s) {absent} are not in the predictions (columns: {_list(cols)})")
+        groups = list(cmap.group_columns)
+    else:
+        groups = []
+        for c in cols:
+            if c in used or c in special or str(c).lower().startswith(NON_GROUP_PREFIXES):
+                continue
+            s = df[c]
+            nunique = s.nunique(dropna=True)
+            discrete = (s.dtype == object or isinstance(s.dtype, pd.CategoricalDtype) or s.dtype == bool
+                        or pd.api.types.is_string_dtype(s)
+                        or (pd.api.types.is_integer_dtype(s) and nunique <= 20))
+            if discrete and 2 <= nunique <= MAX_GROUP_VALUES and nunique < max(len(df) / 2, 2):
+                groups.append(c)
+    keep = [c for c in cols if c not in used or c in special or c in groups]
+    meta = df[keep].reset_index(drop=True).copy()
+    return meta, {"id_column": id_col, "image_column": img_col, "image_path_column": path_col,
+                  "group_columns": groups, "epoch_column": epoch_col}
+
+
+def predictions_from_frame(df: pd.DataFrame, column_map: ColumnMap | dict | None = None,
+                           contract: dict | None = None) -> Predictions:
+    """A validated `Predictions` from a predictions table (see the module docstring for the layouts)."""
+    if not isinstance(df, pd.DataFrame):
+        raise MlvizError("predictions must be a table (pandas DataFrame)")
+    if len(df) == 0:
+        raise MlvizError("the predictions table is empty")
+    if isinstance(column_map, dict):
+        column_map = ColumnMap.from_dict(column_map)
+    if column_map is None and contract is not None:
+        column_map = ColumnMap.from_dict(contract)
+    cmap = column_map or ColumnMap()
+    if cmap.rename:
+        absent = [c for c in cmap.rename if c not in df.columns]
+        if absent:
+            raise MlvizError(f"column map renames {absent}, which are not in the predictions (columns: {_list(df.columns)})")
+        df = df.rename(columns=cmap.rename)
+    df = df.reset_index(drop=True)
+    cmap = _detect(df, cmap)
+    if cmap.task == "multioutput":
+        parts = _read_heads(df, cmap)
+        used = {c for d in parts["source"]["heads"].values() for c in [d["label"], *d["scores"]]}
+    elif cmap.task == "regression":
+        parts = _read_regression(df, cmap)
+        used = {cmap.label, cmap.prediction}
+    else:
+        parts = _read_single(df, cmap)
+        used = {cmap.label, *cmap.scores}
+    meta, roles = _metadata(df, cmap, used)
+    return Predictions(metadata=meta, **parts, **roles)
+
+
+def predictions_from_arrays(y_true, scores, task: str | None = None, class_names: list[str] | None = None,
+                            head_names: list[str] | None = None, metadata: pd.DataFrame | None = None,
+                            probabilities: bool | None = None, **roles) -> Predictions:
+    """A validated `Predictions` from arrays (notebooks, tests): same checks as for a table."""
+    y = np.asarray(y_true)
+    s = np.asarray(scores, dtype=float)
+    if len(y) != len(s):
+        raise MlvizError(f"y_true has {len(y)} rows but scores has {len(s)}; they must be the same length")
+    if metadata is not None and len(metadata) != len(y):
+        raise MlvizError(f"metadata has {len(metadata)} rows but there are {len(y)} predictions")
+    if len(y) == 0:
+        raise MlvizError("no predictions")
+    if task is None:
+        task = "binary" if s.ndim == 1 else ("multiclass" if s.ndim == 2 else "multioutput")
+    if not np.isfinite(s).all():
+        bad = ~np.isfinite(s.reshape(len(s), -1)).all(axis=1)
+        raise MlvizError(f"scores have {int(bad.sum())} rows with missing or infinite values (rows {_rows(bad)})")
+    if task in ("multiclass", "multioutput"):
+        _check_probabilities(s.reshape(len(s), -1), ["scores"] * int(np.prod(s.shape[1:])))
+        flat = s if task == "multiclass" else s.reshape(-1, s.shape[-1])
+        _check_sums(flat, ["scores[..., 0]", f"scores[..., {s.shape[-1] - 1}]"])
+    if task == "binary":
+        in_range = bool(((s >= 0) & (s <= 1)).all())
+        probabilities = in_range if probabilities is None else probabilities
+        if probabilities:
+            _check_probabilities(s, ["scores"])
+    if task != "regression":
+        y = y.astype(int)
+    if task == "multiclass" and class_names is None:
+        class_names = [str(i) for i in range(s.shape[1])]
+    if task == "binary" and class_names is None:
+        class_names = ["0", "1"]
+    if task == "multioutput":
+        head_names = head_names or [f"head{h}" for h in range(s.shape[1])]
+        class_names = class_names or [str(i) for i in range(s.shape[2])]
+    meta = metadata.reset_index(drop=True) if metadata is not None else pd.DataFrame(index=pd.RangeIndex(len(y)))
+    return Predictions(task, y, s, list(class_names or []), list(head_names or []), meta,
+                       probabilities=bool(probabilities) if task == "binary" else task != "regression", **roles)

@@ -1,0 +1,630 @@
+"""best_model/ figures. `draw_*` draws one head (or one panel) on given axes; `plot_*` makes the file.
+Multi-output models get one panel (or one row of panels) per head in the same file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from mlviz.analysis.calibration import Calibration
+from mlviz.analysis.diagnostics import (
+    ConfusionMatrices,
+    PrCurves,
+    RegressionFit,
+    RegressionResiduals,
+    RocCurves,
+    SampleSelection,
+    ScoreDistributions,
+    SliceMetrics,
+    ThresholdMetrics,
+)
+from mlviz.render import style
+from mlviz.render.style import plt
+
+NEG, POS = "#4c72b0", "#dd4444"
+CASE_COLOURS = {"TP": "#2ca02c", "TN": "#1f77b4", "FP": "#ff7f0e", "FN": "#d62728", "correct": "#2ca02c",
+                "wrong": "#d62728"}
+
+
+def _ci(v, lo, hi, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "n/a"
+    s = f"{v:.{digits}f}"
+    if lo is not None and hi is not None and np.isfinite(lo) and np.isfinite(hi):
+        s += f" [{lo:.{digits}f}, {hi:.{digits}f}]"
+    return s
+
+
+def _class_colours(n: int) -> list:
+    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def _head_title(head: str, extra: str = "") -> str:
+    base = head if head else ""
+    return (base + (" — " if base and extra else "") + extra) or " "
+
+
+def _grid(n: int, max_cols: int, w: float, h: float):
+    rows, cols = style.grid_shape(n, max_cols)
+    fig, axes = style.subplots(rows, cols, w * cols, h * rows)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    return fig, list(axes.flat[:n])
+
+
+def _note(fig, text: str | None):
+    """A footnote that constrained layout makes room for."""
+    if text:
+        import textwrap
+
+        width = max(int(fig.get_figwidth() * 15), 60)
+        fig.supxlabel("\n".join(textwrap.wrap(text, width)), fontsize=7, color=style.MUTED)
+
+
+def _num(v, digits: int = 2) -> str:
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "–"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    return f"{v:.{digits}g}" if abs(v) < 1e-3 or abs(v) >= 1e4 else f"{v:.{digits}f}".rstrip("0").rstrip(".") or "0"
+
+
+def draw_table(ax, header, rows, fontsize: float = 7, highlight: dict[int, str] | None = None):
+    """A table filling the axes (rows shrink to fit rather than spill over the title)."""
+    ax.axis("off")
+    if not rows:
+        style.empty_axis(ax, "no rows")
+        return None
+    tab = ax.table(cellText=[[str(c) for c in r] for r in rows], colLabels=header, cellLoc="center",
+                   bbox=[0, 0, 1, 1])
+    tab.auto_set_font_size(False)
+    tab.set_fontsize(fontsize)
+    for j in range(len(header)):
+        tab[0, j].set_facecolor("#e8e8e8")
+    for i, colour in (highlight or {}).items():
+        for j in range(len(header)):
+            tab[i + 1, j].set_facecolor(colour)
+    return tab
+
+
+# --------------------------------------------------------------------------- ROC
+def draw_roc(ax, r: RocCurves, head: str):
+    summary = r.summary[r.summary["head"] == head]
+    multi = len(summary) > 1
+    colours = _class_colours(len(summary)) if multi else [style.PRIMARY]
+    for colour, row in zip(colours, summary.to_dict(orient="records"), strict=True):
+        cur = r.curves[(r.curves["head"] == head) & (r.curves["class"] == row["class"])]
+        auc = _ci(row["auc"], row["auc_low"], row["auc_high"])
+        label = f"{row['class']}: AUC {auc}" if multi else f"AUC {auc}"
+        ax.plot(cur["fpr"], cur["tpr"], color=colour, lw=1.4 if not multi else 1.0, label=label,
+                drawstyle="steps-post")
+        if not multi and len(r.band):
+            band = r.band[(r.band["head"] == head) & (r.band["class"] == row["class"])]
+            ax.fill_between(band["fpr"], band["tpr_low"], band["tpr_high"], step="post", color=colour, alpha=0.18,
+                            lw=0, label=f"{r.level:.0%} bootstrap band (pointwise)")
+        if not multi:
+            ax.plot(row["youden_fpr"], row["youden_tpr"], "o", color="black", ms=6, zorder=4,
+                    label=f"Youden J {row['youden_j']:.2f} at {row['youden_threshold']:.3g}")
+            ax.plot(row["f1_fpr"], row["f1_tpr"], "s", color=style.SECONDARY, ms=6, zorder=4, mec="black",
+                    label=f"max F1 {row['max_f1']:.2f} at {row['f1_threshold']:.3g}")
+    ax.plot([0, 1], [0, 1], ls="--", color=style.MUTED, lw=0.8, label="chance")
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.01)
+    ax.set_aspect("equal")
+    ax.set_xlabel("false positive rate (1 − specificity)")
+    ax.set_ylabel("true positive rate (recall)")
+    ax.legend(loc="lower right", fontsize=6.5 if multi else 7.5)
+    title = ""
+    mac = r.macro[r.macro["head"] == head] if len(r.macro) else r.macro
+    if len(mac):
+        m = mac.iloc[0]
+        title = f"macro AUC {_ci(m['auc'], m['auc_low'], m['auc_high'])}"
+    elif not multi and len(summary):
+        row = summary.iloc[0]
+        title = f"{row['class']} vs rest: n+ = {row['n_pos']}, n− = {row['n_neg']}"
+    ax.set_title(_head_title(head, title))
+
+
+def plot_roc_curve(r: RocCurves):
+    heads = [h for h in r.heads if (r.summary["head"] == h).any()]
+    fig, axes = _grid(len(heads), 3 if len(heads) != 4 else 2, 5.2, 5.0)
+    for ax, head in zip(axes, heads, strict=True):
+        draw_roc(ax, r, head)
+    multi = len(r.macro) > 0
+    fig.suptitle(f"ROC curve ({r.n_boot} bootstrap resamples; intervals {r.level:.0%}"
+                 + ("; multi-class: one-vs-rest per class, macro = mean)" if multi else ")"))
+    _note(fig, f"left out (one class only): {', '.join(r.left_out)}" if r.left_out else None)
+    return fig
+
+
+# --------------------------------------------------------------------------- PR
+def draw_pr(ax, r: PrCurves, head: str):
+    summary = r.summary[r.summary["head"] == head]
+    multi = len(summary) > 1
+    colours = _class_colours(len(summary)) if multi else [style.PRIMARY]
+    for colour, row in zip(colours, summary.to_dict(orient="records"), strict=True):
+        cur = r.curves[(r.curves["head"] == head) & (r.curves["class"] == row["class"])]
+        ap = _ci(row["ap"], row["ap_low"], row["ap_high"])
+        ax.plot(cur["recall"], cur["precision"], color=colour, lw=1.0 if multi else 1.4, drawstyle="steps-post",
+                label=f"{row['class']}: AP {ap}" if multi else f"AP {ap}")
+        ax.axhline(row["prevalence"], color=colour, ls=":", lw=0.8,
+                   label=None if multi else f"no skill (positive rate {row['prevalence']:.3f})")
+        if not multi:
+            ax.plot(row["f1_recall"], row["f1_precision"], "s", color=style.SECONDARY, mec="black", ms=6, zorder=4,
+                    label=f"max F1 {row['max_f1']:.2f} at {row['f1_threshold']:.3g}")
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.03)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.legend(loc="lower left", fontsize=6.5 if multi else 7.5)
+    mac = r.macro[r.macro["head"] == head] if len(r.macro) else r.macro
+    title = ""
+    if len(mac):
+        m = mac.iloc[0]
+        title = f"macro AP {_ci(m['ap'], m['ap_low'], m['ap_high'])}"
+    elif len(summary):
+        title = f"{summary.iloc[0]['class']} vs rest"
+    ax.set_title(_head_title(head, title))
+
+
+def plot_precision_recall(r: PrCurves):
+    heads = [h for h in r.heads if (r.summary["head"] == h).any()]
+    fig, axes = _grid(len(heads), 3 if len(heads) != 4 else 2, 5.2, 4.6)
+    for ax, head in zip(axes, heads, strict=True):
+        draw_pr(ax, r, head)
+    fig.suptitle(f"Precision-recall curve (AP: step-wise average precision, {r.level:.0%} bootstrap interval; "
+                 "dotted: the no-skill precision, i.e. the positive rate)")
+    _note(fig, f"left out (one class only): {', '.join(r.left_out)}" if r.left_out else None)
+    return fig
+
+
+# --------------------------------------------------------------------------- metrics vs threshold
+METRIC_COLOURS = {"precision": "#1f77b4", "recall": "#d62728", "f1": "#2ca02c", "accuracy": "#9467bd",
+                  "specificity": "#8c564b"}
+
+
+def draw_threshold_curves(ax, r: ThresholdMetrics, head: str):
+    cur = r.curves[r.curves["head"] == head]
+    classes = [c for c in pd.unique(cur["class"]) if c != "macro"]
+    chosen = r.chosen[r.chosen["head"] == head]
+    if "macro" in set(cur["class"]):
+        main = cur[cur["class"] == "macro"]
+        for colour, c in zip(_class_colours(len(classes)), classes, strict=True):
+            sub = cur[cur["class"] == c]
+            ax.plot(sub["threshold"], sub["f1"], color=colour, lw=0.6, alpha=0.5)
+        what = "macro over classes (one-vs-rest); thin: F1 per class"
+    else:
+        main = cur
+        what = f"{classes[0]} vs rest"
+    for m, colour in METRIC_COLOURS.items():
+        ax.plot(main["threshold"], main[m], color=colour, lw=1.5, label=m)
+    if len(chosen) == 1:
+        c = chosen.iloc[0]
+        ax.axvline(c["threshold"], color="black", ls="--", lw=1, label=f"chosen {c['threshold']:.3g} ({c['rule']})")
+        if not np.isclose(c["max_f1_threshold"], c["threshold"]):
+            ax.axvline(c["max_f1_threshold"], color=METRIC_COLOURS["f1"], ls=":", lw=1,
+                       label=f"max F1 at {c['max_f1_threshold']:.3g}")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("threshold (positive when score ≥ threshold)")
+    ax.set_ylabel("metric")
+    ax.legend(fontsize=7, loc="best")
+    ax.set_title(_head_title(head, what))
+
+
+def _threshold_rows(r: ThresholdMetrics, head: str) -> tuple[list[str], list[list[str]], dict]:
+    tab = r.table[r.table["head"] == head]
+    classes = list(pd.unique(tab["class"]))
+    if len(classes) == 1:
+        header = ["threshold", "TP", "FP", "TN", "FN", "precision", "recall", "specificity", "F1", "flagged"]
+        rows, marks = [], {}
+        recs = tab.to_dict(orient="records")
+        special = [t for t in recs if t["marker"] != "grid"]
+        for t in recs:  # a grid row equal to the chosen / max-F1 threshold carries its mark instead of a duplicate
+            if t["marker"] != "grid" and any(g["marker"] == "grid" and np.isclose(g["threshold"], t["threshold"])
+                                             for g in recs):
+                continue
+            kinds = [x["marker"] for x in special if np.isclose(x["threshold"], t["threshold"])] \
+                if t["marker"] == "grid" else [t["marker"]]
+            mark = "".join({"chosen": " *", "max F1": " †"}.get(k, "") for k in kinds)
+            if mark:
+                marks[len(rows)] = "#fff2cc"
+            rows.append([f"{t['threshold']:.3g}{mark}", t["tp"], t["fp"], t["tn"], t["fn"], _num(t["precision"]),
+                         _num(t["recall"]), _num(t["specificity"]), _num(t["f1"]), t["flagged"]])
+        return header, rows, marks
+    header = ["class", "TP", "FP", "TN", "FN", "precision", "recall", "specificity", "F1", "support"]
+    rows = []
+    for t in tab[tab["marker"] == "chosen"].to_dict(orient="records"):
+        rows.append([str(t["class"])[:12], t["tp"], t["fp"], t["tn"], t["fn"], _num(t["precision"]),
+                     _num(t["recall"]), _num(t["specificity"]), _num(t["f1"]), t["support_pos"]])
+    return header, rows, {}
+
+
+def plot_metrics_vs_threshold(r: ThresholdMetrics):
+    heads = [h for h in r.heads if (r.curves["head"] == h).any()]
+    n = len(heads)
+    fig, axes = plt.subplots(n, 2, figsize=(14, 5.0 * n if n == 1 else 4.2 * n), layout="constrained",
+                             squeeze=False, gridspec_kw={"width_ratios": [1, 1.05]})
+    for (ax, tax), head in zip(axes, heads, strict=True):
+        draw_threshold_curves(ax, r, head)
+        header, rows, marks = _threshold_rows(r, head)
+        draw_table(tax, header, rows, fontsize=7, highlight=marks)
+        multi = header[0] == "class"
+        tax.set_title("per class, one-vs-rest, at the chosen threshold" if multi else
+                      "threshold table (* chosen, † max F1; flagged = predicted positive)", fontsize=9)
+    fig.suptitle("Metrics against the decision threshold")
+    return fig
+
+
+# --------------------------------------------------------------------------- score distributions
+def draw_distribution(ax, r: ScoreDistributions, head: str, cls: str, compact: bool = False):
+    hist = r.hist[(r.hist["head"] == head) & (r.hist["class"] == cls)]
+    stats = r.stats[(r.stats["head"] == head) & (r.stats["class"] == cls)]
+    for colour, (group, sub) in zip((NEG, POS), hist.groupby("group", sort=False), strict=False):
+        n = int(stats[stats["group"] == group]["n"].iloc[0])
+        edges = np.r_[sub["bin_lo"].to_numpy(), sub["bin_hi"].to_numpy()[-1]]
+        ax.stairs(sub["density"].to_numpy(), edges, color=colour, fill=True, alpha=0.3)
+        ax.stairs(sub["density"].to_numpy(), edges, color=colour, lw=1.2, label=f"{group} (n={n})")
+    sep = r.separation[(r.separation["head"] == head) & (r.separation["class"] == cls)]
+    title = cls if compact else ""
+    if len(sep):
+        s = sep.iloc[0]
+        if s["threshold"] is not None and np.isfinite(s["threshold"]):
+            ax.axvline(s["threshold"], color="black", ls="--", lw=1, label=f"threshold {s['threshold']:.3g}")
+        if s["ks"] is not None and np.isfinite(s["ks"]):
+            title += f"{' — ' if title else ''}KS {s['ks']:.2f}"
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("probability" if r.probabilities else "score", fontsize=8)
+    ax.set_ylabel("density", fontsize=8)
+    ax.legend(fontsize=6.5 if compact else 8)
+
+
+def plot_score_distributions(r: ScoreDistributions):
+    pairs = r.stats[["head", "class"]].drop_duplicates().to_records(index=False).tolist()
+    heads = list(dict.fromkeys(h for h, _ in pairs))
+    per_head = {h: [c for hh, c in pairs if hh == h] for h in heads}
+    k = max(len(v) for v in per_head.values())
+    if len(heads) == 1 and k == 1:
+        fig, axes = style.subplots(1, 1, 7, 4.4)
+        draw_distribution(axes[0, 0], r, heads[0], per_head[heads[0]][0])
+        axes[0, 0].set_title(f"{per_head[heads[0]][0]} vs rest — " + axes[0, 0].get_title())
+    elif len(heads) == 1:
+        fig, axes = _grid(k, 5, 3.3, 2.8)
+        for ax, c in zip(axes, per_head[heads[0]], strict=True):
+            draw_distribution(ax, r, heads[0], c, compact=True)
+    else:
+        fig, grid = style.subplots(len(heads), k, 3.4 * k, 2.8 * len(heads))
+        for i, h in enumerate(heads):
+            for j in range(k):
+                ax = grid[i, j]
+                if j < len(per_head[h]):
+                    draw_distribution(ax, r, h, per_head[h][j], compact=True)
+                    ax.set_title(f"{h}: {ax.get_title()}", fontsize=8.5)
+                else:
+                    ax.axis("off")
+    what = "score" if not r.probabilities else "probability"
+    fig.suptitle(f"Class-conditional {what} distributions (each group's density integrates to 1; "
+                 "multi-class: each class's probability, true class vs the rest)")
+    return fig
+
+
+# --------------------------------------------------------------------------- confusion
+def draw_confusion(ax, m):
+    counts = np.array(m.counts)
+    pct = np.array([[np.nan if v is None else v for v in row] for row in m.row_percent], dtype=float)
+    im = ax.imshow(np.nan_to_num(pct), cmap="Blues", vmin=0, vmax=100)
+    k = len(m.labels)
+    fs = 9 if k <= 4 else (7 if k <= 8 else 5.5)
+    for i in range(k):
+        for j in range(k):
+            p = pct[i, j]
+            txt = f"{counts[i, j]}\n{p:.1f}%" if np.isfinite(p) and counts[i, j] else f"{counts[i, j]}"
+            ax.text(j, i, txt, ha="center", va="center", fontsize=fs,
+                    color="white" if np.isfinite(p) and p > 55 else "black")
+    labels = [str(x)[:12] for x in m.labels]
+    ax.set_xticks(range(k), labels, rotation=40 if k > 3 else 0, ha="right" if k > 3 else "center")
+    ax.set_yticks(range(k), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"{m.title}\naccuracy {m.accuracy:.3f}", fontsize=9)
+    return im
+
+
+def plot_confusion_matrix(r: ConfusionMatrices):
+    n = len(r.matrices)
+    k = max(len(m.labels) for m in r.matrices)
+    size = 3.6 if k <= 3 else min(3.6 + 0.45 * k, 8)
+    fig, axes = _grid(n, 2 if n == 4 else 3, size + 0.6, size)
+    im = None
+    for ax, m in zip(axes, r.matrices, strict=True):
+        im = draw_confusion(ax, m)
+    if im is not None:
+        fig.colorbar(im, ax=axes, shrink=0.7, label="row % (share of the true class)")
+    fig.suptitle("Confusion matrix: counts and row percentages")
+    _note(fig, r.convention)
+    return fig
+
+
+# --------------------------------------------------------------------------- calibration
+def draw_reliability(ax, r: Calibration, head: str):
+    b = r.bins[(r.bins["head"] == head) & (r.bins["target"] == r.targets[head])]
+    ax.plot([0, 1], [0, 1], ls="--", color=style.MUTED, lw=0.8, label="perfect calibration")
+    for strategy, colour, marker, label in (("equal_width", style.PRIMARY, "o", f"{r.n_bins} equal-width bins"),
+                                            ("equal_mass", style.SECONDARY, "s", f"{r.n_bins} equal-mass bins")):
+        sub = b[(b["strategy"] == strategy) & (b["count"] > 0)]
+        ax.plot(sub["confidence"], sub["observed"], marker=marker, ms=4, color=colour, lw=1.2, label=label)
+    ew = b[(b["strategy"] == "equal_width") & (b["count"] > 0)]
+    for row in ew.to_dict(orient="records"):  # the gap of each equal-width bin
+        ax.plot([row["confidence"]] * 2, [row["confidence"], row["observed"]], color="#e377c2", lw=2, alpha=0.45)
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.01)
+    ax.set_aspect("equal")
+    target = r.targets[head]
+    ax.set_xlabel("mean predicted probability in the bin" + (" (top label)" if target == "top label" else ""))
+    ax.set_ylabel("observed accuracy" if target == "top label" else "observed fraction positive")
+    ax.legend(loc="upper left", fontsize=7)
+    m = r.metrics[r.metrics["head"] == head].set_index("metric")
+    names = {"ece": "ECE (equal-width)", "ece_equal_mass": "ECE (equal-mass)", "mce": "MCE",
+             "classwise_ece": "classwise ECE", "brier": "Brier", "nll": "NLL"}
+    lines = [f"{names[k]}: {_ci(m.loc[k, 'value'], m.loc[k, 'low'], m.loc[k, 'high'])}" for k in names if k in m.index]
+    ax.text(0.98, 0.02, "\n".join(lines), transform=ax.transAxes, ha="right", va="bottom", fontsize=7,
+            bbox={"boxstyle": "round", "fc": "white", "ec": "#cccccc", "alpha": 0.9})
+    ax.set_title(_head_title(head, target))
+
+
+def draw_bin_counts(ax, r: Calibration, head: str):
+    b = r.bins[(r.bins["head"] == head) & (r.bins["target"] == r.targets[head]) & (r.bins["strategy"] == "equal_width")]
+    width = np.maximum((b["hi"] - b["lo"]).to_numpy(), 0.012)
+    ax.bar(b["lo"], b["count"], width=width, align="edge", color="#9ecae1", edgecolor="white")
+    for row in b.to_dict(orient="records"):
+        if row["count"]:
+            ax.text(row["lo"] + max(row["hi"] - row["lo"], 0.012) / 2, row["count"], str(row["count"]), ha="center",
+                    va="bottom", fontsize=5.5, rotation=90 if r.n_bins > 10 else 0)
+    if b["count"].max() > 50 * max(b.loc[b["count"] > 0, "count"].min(), 1):
+        ax.set_yscale("log")
+    ax.set_xlim(-0.01, 1.02)
+    ax.set_xlabel("predicted probability (equal-width bins)")
+    ax.set_ylabel("samples")
+
+
+def plot_calibration(r: Calibration):
+    n = len(r.heads)
+    cols = min(n, 4)
+    rows = -(-n // cols)
+    fig = style.figure(max(4.6 * cols, 7.5), 6.6 * rows)
+    gs = fig.add_gridspec(2 * rows, cols, height_ratios=[3, 1] * rows)
+    for i, head in enumerate(r.heads):
+        rr, cc = divmod(i, cols)
+        draw_reliability(fig.add_subplot(gs[2 * rr, cc]), r, head)
+        draw_bin_counts(fig.add_subplot(gs[2 * rr + 1, cc]), r, head)
+    fig.suptitle(f"Calibration: reliability diagram, {r.level:.0%} bootstrap intervals ({r.n_boot} resamples)")
+    _note(fig, r.convention)
+    return fig
+
+
+# --------------------------------------------------------------------------- slices
+def draw_slices(ax, r: SliceMetrics, head: str, column: str):
+    t = r.table[(r.table["head"] == head) & (r.table["column"] == column)]
+    y = np.arange(len(t))[::-1]
+    p = r.primary
+    vals = t[p].to_numpy(dtype=float)
+    lo = t[f"{p}_low"].to_numpy(dtype=float)
+    hi = t[f"{p}_high"].to_numpy(dtype=float)
+    # a dot plot (not bars from zero) so that differences between slices stay visible
+    ax.plot(vals, y, "o", color="black", ms=6, label=p, zorder=4)
+    ok = np.isfinite(lo) & np.isfinite(hi)
+    ax.errorbar(vals[ok], y[ok], xerr=[vals[ok] - lo[ok], hi[ok] - vals[ok]], fmt="none", ecolor="black", capsize=3,
+                lw=1.2, zorder=4)
+    shown = [vals, lo, hi]
+    extra = [m for m in (("auc", "#d62728", "D"), ("recall", "#2ca02c", ">"), ("specificity", "#9467bd", "<"),
+                         ("rmse", "#d62728", "D"), ("bias", "#2ca02c", "s")) if m[0] in t.columns]
+    for k, (name, colour, marker) in enumerate(extra):
+        v = t[name].to_numpy(dtype=float)
+        if not np.isfinite(v).any():
+            continue
+        elo = t.get(f"{name}_low", pd.Series([np.nan] * len(t))).to_numpy(dtype=float)
+        ehi = t.get(f"{name}_high", pd.Series([np.nan] * len(t))).to_numpy(dtype=float)
+        ok2 = np.isfinite(v) & np.isfinite(elo) & np.isfinite(ehi)
+        dy = 0.12 * (k + 1)  # small vertical offsets keep the markers apart
+        ax.plot(v, y - dy, marker, color=colour, ms=5, ls="none", label=name)
+        ax.errorbar(v[ok2], y[ok2] - dy, xerr=[v[ok2] - elo[ok2], ehi[ok2] - v[ok2]], fmt="none", ecolor=colour,
+                    capsize=2, lw=0.8, alpha=0.8)
+        shown += [v, elo, ehi]
+    allv = np.concatenate(shown)
+    allv = allv[np.isfinite(allv)]
+    if len(allv):
+        a, b = float(allv.min()), float(allv.max())
+        pad = 0.08 * ((b - a) or max(abs(a), 1e-3))
+        ax.set_xlim(a - pad, b + pad)
+    for yy in y:
+        ax.axhspan(yy - 0.5, yy + 0.5, color="#f2f2f2" if yy % 2 else "white", zorder=0)
+    ax.set_ylim(-0.6 - 0.12 * len(extra), len(t) - 0.4)
+    labels = []
+    for row in t.to_dict(orient="records"):
+        extra_n = f", {row['n_pos']} pos" if "n_pos" in row and row.get("n_pos") is not None else ""
+        labels.append(f"{str(row['value'])[:20]}\n(n={row['n']}{extra_n})")
+    ax.set_yticks(y, labels, fontsize=7)
+    ax.set_xlabel(f"{p} ● and the others' markers, with {r.level:.0%} bootstrap intervals")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16 if len(t) > 3 else -0.3), ncol=4)
+    ax.set_title(_head_title(head, f"by {column} (worst first)"), fontsize=9)
+
+
+def plot_slice_metrics(r: SliceMetrics):
+    pairs = r.table[["head", "column"]].drop_duplicates().to_records(index=False).tolist()
+    sizes = [int(((r.table["head"] == h) & (r.table["column"] == c)).sum()) for h, c in pairs]
+    cols = min(len(pairs), 3)
+    rows = -(-len(pairs) // cols)
+    fig, axes = style.subplots(rows, cols, 5.4 * cols, max(3.0, 0.5 * max(sizes) + 1.8) * rows)
+    for ax, (h, c) in zip(axes.flat, pairs, strict=False):
+        draw_slices(ax, r, h, c)
+    for ax in axes.flat[len(pairs):]:
+        ax.axis("off")
+    what = "Error by slice" if r.primary == "mae" else "Metrics by slice"
+    fig.suptitle(f"{what}: {r.primary} per value, worst slice on top")
+    _note(fig, "; ".join(r.notes) if r.notes else None)
+    return fig
+
+
+# --------------------------------------------------------------------------- samples
+def _card_text(row: dict) -> str:
+    p_true = row.get("p_true")
+    if p_true is not None and p_true == p_true:  # multi-class: probability of the predicted and the true class
+        wrong = row["label"] != row["predicted"]
+        text = f"P(pred) {row['score']:.2f}" + (f" · P(true) {p_true:.2f}" if wrong else "")
+        text += f"\ntrue {row['label']} → {row['predicted']}" if wrong else f"\n{row['label']}"
+    else:
+        text = f"score {row['score']:.3f}"
+    return f"id {str(row['sample_id'])[:14]}\n{text}"
+
+
+def draw_thumbnail_row(ax, rows: list[dict], images: np.ndarray, colour, ncols: int, text=_card_text):
+    """Thumbnails side by side in one axes (one axes per row keeps large galleries quick to lay out)."""
+    gap = 0.12
+    for j, row in enumerate(rows):
+        x0 = j * (1 + gap)
+        img = images[int(row["thumbnail"])]
+        ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest",
+                  extent=(x0, x0 + 1, 0, 1))
+        ax.add_patch(plt.Rectangle((x0, 0), 1, 1, fill=False, ec=colour, lw=2.5))
+        ax.text(x0 + 0.5, 1.04, text(row), ha="center", va="bottom", fontsize=6.5)
+    ax.set_xlim(-0.05, ncols * (1 + gap) - gap + 0.05)
+    ax.set_ylim(-0.03, 1.45)
+    ax.set_aspect("equal")
+    ax.axis("off")
+
+
+def _selection_table(r: SampleSelection, title: str):
+    """Without images: one table of the selected samples per head (case, rank, id, label, score)."""
+    heads = list(dict.fromkeys(r.table["head"]))
+    multi = "p_true" in r.table.columns
+    header = ["case", "#", "sample id", "true", "predicted", "P(pred)" if multi else "score"] + \
+        (["P(true)"] if multi else []) + [c for c in ("image_path",) if c in r.table.columns]
+    sizes = [int((r.table["head"] == h).sum()) for h in heads]
+    cols = min(len(heads), 2)
+    rows = -(-len(heads) // cols)
+    fig, axes = style.subplots(rows, cols, 7.2 * cols, (0.24 * max(sizes) + 1.0) * rows)
+    for ax, h in zip(axes.flat, heads, strict=False):
+        t = r.table[r.table["head"] == h]
+        body, marks = [], {}
+        for i, row in enumerate(t.to_dict(orient="records")):
+            body.append([row["case"], row["rank"], str(row["sample_id"])[:18], str(row["label"])[:12],
+                         str(row["predicted"])[:12], f"{row['score']:.3f}"]
+                        + ([f"{row['p_true']:.3f}"] if multi else [])
+                        + ([str(row["image_path"])[-28:]] if "image_path" in row else []))
+            marks[i] = {"TP": "#e5f5e0", "TN": "#deebf7", "FP": "#fee6ce", "FN": "#fcbba1", "correct": "#e5f5e0",
+                        "wrong": "#fcbba1"}.get(row["case"], "white")
+        draw_table(ax, header, body, fontsize=7, highlight=marks)
+        thr = r.thresholds.get(h)
+        ax.set_title(_head_title(h, f"threshold {thr:.3g}" if thr is not None else "arg-max class"), fontsize=9)
+    for ax in axes.flat[len(heads):]:
+        ax.axis("off")
+    fig.suptitle(title)
+    return fig
+
+
+def _selection_grid(r: SampleSelection, ncols: int, title: str):
+    if r.pixels is None or r.pixels.array is None:
+        fig = _selection_table(r, title)
+        _note(fig, f"no thumbnails: {r.pixels.get('note') if r.pixels is not None else 'no images'}")
+        return fig
+    groups = [(h, c) for h in dict.fromkeys(r.table["head"]) for c in r.cases
+              if ((r.table["head"] == h) & (r.table["case"] == c)).any()]
+    if not groups:
+        fig, axes = style.subplots(1, 1, 6, 2)
+        style.empty_axis(axes[0, 0], "no sample in any case")
+        return fig
+    ncols = min(ncols, max(int(((r.table["head"] == h) & (r.table["case"] == c)).sum()) for h, c in groups))
+    layout = []
+    for h, c in groups:
+        sub = r.table[(r.table["head"] == h) & (r.table["case"] == c)]
+        chunks = [sub.iloc[i:i + ncols] for i in range(0, len(sub), ncols)]
+        for i, ch in enumerate(chunks):
+            layout.append((h, c, ch, i == 0))
+    cell = 1.5
+    fig = style.figure(max(1.3 + cell * ncols, 6), 1.45 * cell * len(layout) + 0.7)
+    gs = fig.add_gridspec(len(layout), 2, width_ratios=[1.2, cell * ncols])
+    for i, (h, c, chunk, first) in enumerate(layout):
+        lab = fig.add_subplot(gs[i, 0])
+        lab.axis("off")
+        if first:
+            thr = r.thresholds.get(h)
+            text = f"{h + chr(10) if h else ''}{c}" + (f"\n(thr {thr:.3g})" if thr is not None else "")
+            lab.text(0.95, 0.5, text, ha="right", va="center", fontsize=9, fontweight="bold",
+                     color=CASE_COLOURS.get(c, "black"))
+        draw_thumbnail_row(fig.add_subplot(gs[i, 1]), chunk.to_dict(orient="records"), r.pixels.array,
+                           CASE_COLOURS.get(c, "black"), ncols)
+    fig.suptitle(title)
+    notes = []
+    for h in dict.fromkeys(r.table["head"]):
+        empty = [c for c in r.cases if not ((r.table["head"] == h) & (r.table["case"] == c)).any()]
+        if empty:
+            notes.append(f"{h + ': ' if h else ''}no {', no '.join(empty)} at the threshold")
+    _note(fig, "; ".join(notes))
+    return fig
+
+
+def plot_hardest_samples(r: SampleSelection):
+    if r.cases == ["wrong"]:
+        title = "Hardest samples: wrong with the lowest probability of the true class (most confidently wrong first)"
+    else:
+        title = "Hardest samples: false negatives with the lowest scores, false positives with the highest"
+    return _selection_grid(r, 6, title)
+
+
+def plot_case_gallery(r: SampleSelection):
+    title = "Case gallery: " + " / ".join(r.cases) + " examples, spread from the most to the least confident"
+    return _selection_grid(r, 6, title)
+
+
+# --------------------------------------------------------------------------- regression
+def plot_regression_predicted_vs_true(r: RegressionFit):
+    fig, axes = style.subplots(1, 1, 6.2, 5.8)
+    ax = axes[0, 0]
+    y, yhat = r.points["y_true"].to_numpy(), r.points["y_pred"].to_numpy()
+    if r.n > 5000:
+        hb = ax.hexbin(y, yhat, gridsize=60, mincnt=1, bins="log", cmap="viridis")
+        fig.colorbar(hb, ax=ax, label="samples (log)")
+    else:
+        ax.scatter(y, yhat, s=10, alpha=float(np.clip(30 / np.sqrt(max(r.n, 1)), 0.15, 0.8)), color=style.PRIMARY)
+    lo, hi = float(min(y.min(), yhat.min())), float(max(y.max(), yhat.max()))
+    pad = 0.03 * ((hi - lo) or 1)
+    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], ls="--", color="black", lw=1, label="y = x")
+    ax.set_xlabel("true value")
+    ax.set_ylabel("predicted value")
+    m = r.metrics.set_index("metric")
+    names = {"mae": "MAE", "rmse": "RMSE", "r2": "R²", "bias": "bias (mean predicted − true)"}
+    text = "\n".join(f"{names[k]}: {_ci(m.loc[k, 'value'], m.loc[k, 'low'], m.loc[k, 'high'])}"
+                     for k in names if k in m.index)
+    ax.text(0.02, 0.98, text, transform=ax.transAxes, va="top", fontsize=8,
+            bbox={"boxstyle": "round", "fc": "white", "ec": "#cccccc"})
+    ax.legend(loc="lower right")
+    ax.set_title(f"Predicted vs true ({r.n} samples; {r.level:.0%} bootstrap intervals)")
+    return fig
+
+
+def plot_regression_residuals(r: RegressionResiduals):
+    fig, axes = style.subplots(1, 2, 12, 4.6)
+    ax = axes[0, 0]
+    x, res = r.points["y_pred"].to_numpy(), r.points["residual"].to_numpy()
+    ax.scatter(x, res, s=8, alpha=float(np.clip(30 / np.sqrt(max(r.n, 1)), 0.08, 0.7)), color=style.PRIMARY,
+               rasterized=True)
+    if len(r.binned):
+        mid = (r.binned["bin_lo"] + r.binned["bin_hi"]) / 2
+        ax.plot(mid, r.binned["mean"], color=style.HIGHLIGHT, lw=1.6, label="binned mean")
+        ax.fill_between(mid, r.binned["mean"] - r.binned["sd"], r.binned["mean"] + r.binned["sd"],
+                        color=style.HIGHLIGHT, alpha=0.15, label="± sd")
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xlabel("predicted value")
+    ax.set_ylabel("residual (predicted − true)")
+    ax.legend(fontsize=8)
+    ax.set_title("Residuals against the prediction")
+    ax2 = axes[0, 1]
+    edges = np.r_[r.hist["bin_lo"].to_numpy(), r.hist["bin_hi"].to_numpy()[-1]]
+    ax2.stairs(r.hist["count"].to_numpy(), edges, fill=True, color="#9ecae1")
+    ax2.axvline(0, color="black", lw=0.8)
+    ax2.axvline(r.mean, color=style.HIGHLIGHT, ls="--", lw=1, label=f"mean {r.mean:.3g}")
+    ax2.set_xlabel("residual")
+    ax2.set_ylabel("samples")
+    ax2.legend(fontsize=8)
+    ax2.set_title(f"Residual distribution (sd {r.sd:.3g})")
+    return fig
