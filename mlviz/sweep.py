@@ -127,6 +127,8 @@ def infer_param(name: str, raw: Sequence[object]) -> tuple[ParamSpec, pd.Series]
     present = [v for v in parsed if v is not None]
     n_missing = len(parsed) - len(present)
     types = {type(v) for v in present}
+    if int in types and any(isinstance(v, int) and not isinstance(v, bool) and abs(v) > 2**53 for v in present):
+        types = {str}  # beyond float64's exact integers (a SeedSequence entropy, a hash): kept as exact text
     if not present:
         kind, series = "categorical", pd.Series([None] * len(parsed), dtype=object)
     elif types == {bool}:
@@ -145,7 +147,9 @@ def infer_param(name: str, raw: Sequence[object]) -> tuple[ParamSpec, pd.Series]
         series = pd.Series(
             [None if v is None else (str(raw[i]).strip()) for i, v in enumerate(parsed)], dtype=object
         )
-    distinct = pd.unique(series.dropna())
+    # Distinct values from the parsed Python values, so an int column with a missing value (held as
+    # float64 for the analyses) still reports ints.
+    distinct = list({v for v in present}) if kind in ("int", "bool") else pd.unique(series.dropna())
     try:
         distinct = sorted(distinct)
     except TypeError:
@@ -385,10 +389,13 @@ def build_sweep(
         reasons = ", ".join(f"{v} {k}" for k, v in counts.items()) or "the selection is empty"
         raise MlvizError(f"no run left to analyse ({reasons})")
     all_metrics = sorted({k for r in kept for k in r["metrics"]})
-    tagged = next((r["tags"]["mlviz.objective"] for r in candidates if r["tags"].get("mlviz.objective")), None)
+    # The sweep's own tag (e.g. on its parent run), never an earlier mlviz analysis run's record of what
+    # it was asked to analyse.
+    sweep_runs = [r for r in candidates if not r["tags"].get(ANALYSIS_TAG) and r.get("lifecycle_stage") != "deleted"]
+    tagged = next((r["tags"]["mlviz.objective"] for r in sweep_runs if r["tags"].get("mlviz.objective")), None)
     if objective is None and tagged in all_metrics:
         objective = tagged
-        mode = mode or next((r["tags"].get("mlviz.mode") for r in candidates if r["tags"].get("mlviz.mode")), None)
+        mode = mode or next((r["tags"].get("mlviz.mode") for r in sweep_runs if r["tags"].get("mlviz.mode")), None)
         notes.append(f"objective '{objective}' from the sweep's mlviz.objective tag")
     if objective is None:
         coverage = {m: sum(1 for r in kept if m in r["metrics"]) for m in all_metrics}

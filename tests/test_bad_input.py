@@ -229,9 +229,6 @@ def test_several_experiments_and_none_chosen(small_store):
     assert_one_line_error(r, "pass --experiment", "'one-run'", "'constant'")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: render/stage1.py draw_importance draws the bar at max(ω², 0) and passes "
-                   "xerr upper = ci_high - max(ω², 0), negative when a parameter's whole interval is below 0 (common "
-                   "with ~12 runs); matplotlib raises ValueError and the whole visualize fails with exit 1")
 def test_small_sweep_with_a_negative_importance_interval(small_store, tmp_path):
     out = tmp_path / "out"
     r = visualize(small_store["uri"], "-e", "twelve-runs", "--out", out)

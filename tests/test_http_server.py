@@ -212,12 +212,6 @@ def test_visualize_over_http_logs_figures_through_the_server(server, tmp_path, m
     assert {r.info.run_id for r in _all_runs(uri, exp_id)} == set(after)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="mlviz/store/sink.py `_delete_previous` calls get_artifact_repository(uri) without tracking_uri, so "
-    "an mlflow-artifacts:/ run resolves against the global default tracking URI (sqlite:///mlflow.db) and "
-    "raises; fix: get_artifact_repository(uri, tracking_uri=client.tracking_uri). Remove this mark then.",
-)
 def test_visualize_force_over_http_replaces_the_figures_in_the_same_run(server, tmp_path, monkeypatch):
     """Re-analysis (--force, or a changed sweep) deletes the previous figures through the server."""
     from click.testing import CliRunner

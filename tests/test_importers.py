@@ -505,8 +505,6 @@ def test_bad_input_into_a_store_that_does_not_exist_creates_no_store(tmp_path):
     assert not db.exists()
 
 
-@pytest.mark.xfail(reason="BUG: importers.two_stage falls back to histories[stage2_rank] / histories[row index] "
-                          "when a combination id has no history, attaching another candidate's curves", strict=True)
 def test_candidate_without_history_does_not_borrow_another_candidates(tmp_path):
     from mlviz.store.importers import two_stage
 
@@ -523,9 +521,6 @@ def test_candidate_without_history_does_not_borrow_another_candidates(tmp_path):
     assert specs["full-9"].histories == {}  # rank 2 is combination 2's id: its curves are not combination 9's
 
 
-@pytest.mark.xfail(reason="BUG: importers.two_stage iterates with DataFrame.iterrows(), which upcasts an all-numeric "
-                          "row to float: combination ids become '2.0', int params '64.0', histories are not found",
-                   strict=True)
 def test_all_numeric_layout_keeps_ids_ints_and_histories(tmp_path):
     from mlviz.store.importers import two_stage
 

@@ -157,9 +157,6 @@ def test_random_search_logging_is_refused_for_a_foreign_artifact_location(tmp_pa
     assert home.exists() == existed
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Store.close() removes the `.trash` folder MLflow's FileStore created, "
-                   "but MLflow caches that FileStore per URI, so the next read of the same file store in the same "
-                   "process fails with \"Invalid parent directory '.../.trash'\" (store/read.py close)")
 def test_reading_the_same_file_store_twice_in_one_process(tmp_path):
     from mlviz.pipeline import load_sweep
 

@@ -145,8 +145,6 @@ def test_duplicate_configurations_are_picked_once_and_first_phase_wins():
     assert sel.picks.set_index("run_id").loc[rid(1), "criterion"] == "opt=a"
 
 
-@pytest.mark.xfail(reason="BUG: phase 2 takes pool[:top_n] and loses a slot when two of those runs share a "
-                          "configuration (selection.py, overall phase without diversity)", strict=True)
 def test_overall_top_n_yields_n_distinct_configurations_when_replicates_share_one():
     rows = [
         dict(opt="a", lr=0.1, seed=0, acc=0.95),  # 0

@@ -234,9 +234,6 @@ def test_wide_categorical_folds_in_effects_and_parallel_coordinates(wide_categor
     assert pc.top_run_ids == sw.best(10)["run_id"].tolist()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: categorical_comparisons(max_levels=10) passes max_levels to "
-                   "bin_param as max_bins, and bin_param folds categoricals to max_bins + 2 levels, so the "
-                   "comparison figure shows 12 levels (analysis/stage1.py categorical_comparisons)")
 def test_wide_categorical_folds_in_categorical_comparison(wide_categorical_sweep):
     cc = categorical_comparisons(wide_categorical_sweep, max_levels=10)
     comp = cc["arch_comparison_val_accuracy"]
@@ -426,10 +423,6 @@ def test_objective_tag_of_the_sweep_is_used():
     assert sw.objective == "val_loss" and sw.mode == "min"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: build_sweep takes the default objective from the mlviz.objective tag "
-                   "of any candidate, including an earlier mlviz analysis run (sweep.py: `tagged = next(... for r in "
-                   "candidates ...)`), so `mlviz visualize --metric val_loss` changes what a later plain "
-                   "`mlviz visualize` analyses, and the note wrongly says it came from the sweep's tag")
 def test_an_earlier_analysis_run_does_not_choose_the_objective():
     records = [rec(i) for i in range(1, 6)]
     analysis = rec(50, name="mlviz-visualize", params={}, metrics={"mlviz.n_runs": 5.0},
@@ -451,8 +444,6 @@ def test_params_typed_in_the_table(sweep):
     assert math.isclose(runs["params.learning_rate"].min(), 1e-5, rel_tol=0.5)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: render/stage1.py draw_importance: xerr upper = ci_high - max(ω², 0) is "
-                   "negative when the whole interval is below 0, and matplotlib raises ValueError")
 def test_importance_figure_with_an_interval_below_zero():
     import matplotlib
 

@@ -225,9 +225,6 @@ def test_seed_names_are_marked_as_replicate_seeds():
     assert not infer_param("seed_ratio", ["1", "2"])[0].seed
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: int parameters are routed through float64 (sweep.py infer_param, "
-                   "`pd.Series(..., dtype=float)` then `.astype('int64')`): ints above 2**53 lose digits and ints "
-                   "above 2**63-1 (e.g. a 128-bit SeedSequence entropy) silently wrap to -9223372036854775808")
 @pytest.mark.parametrize("big", [2**53 + 1, 2**63, 227474986519385786463470929063488474185])
 def test_big_integers_are_not_corrupted(big):
     raw = [str(big), "1", "2"]
@@ -239,9 +236,6 @@ def test_big_integers_are_not_corrupted(big):
         assert big in spec.values
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: an int parameter with a missing value reports its values as floats "
-                   "(sweep.py infer_param: `values` is taken from the float64 series), so summary.json says "
-                   "kind 'int' with values [3.0, 5.0]")
 def test_int_values_stay_ints_when_some_are_missing():
     spec, _ = infer_param("depth", ["3", "None", "5"])
     assert spec.kind == "int"

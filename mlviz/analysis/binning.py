@@ -48,12 +48,17 @@ def fold_categories(values: pd.Series, max_levels: int = 8) -> pd.Series:
     return values.where(values.isin(keep) | values.isna(), OTHER)
 
 
-def bin_param(values: pd.Series, spec: ParamSpec, max_bins: int = 6, method: str = "width") -> Binned:
-    """Codes 0..k-1 with labels for one parameter column; missing values get their own level."""
+def bin_param(values: pd.Series, spec: ParamSpec, max_bins: int = 6, method: str = "width",
+              max_levels: int | None = None) -> Binned:
+    """Codes 0..k-1 with labels for one parameter column; missing values get their own level.
+
+    Numeric parameters get at most `max_bins` bins; categoricals keep at most `max_levels` values
+    (default max_bins + 2: a few more values than bins stay readable), the rarest folded into "other"."""
     values = pd.Series(values).reset_index(drop=True)
     missing = values.isna().to_numpy()
     if spec.kind in ("bool", "categorical"):
-        folded = fold_categories(values.astype(object).where(~missing, None), max_levels=max_bins + 2)
+        folded = fold_categories(values.astype(object).where(~missing, None),
+                                 max_levels=max_bins + 2 if max_levels is None else max_levels)
         present = folded[~missing]
         levels = sorted({str(v) for v in present if v != OTHER})
         if (present == OTHER).any():

@@ -121,8 +121,11 @@ def select_candidates(
             pool.remove(choice)
             got += take(choice, f"overall_{sweep.objective}", "overall")
     else:
-        for i in pool[:top_n]:
-            take(i, f"overall_{sweep.objective}", "overall")
+        got = 0
+        for i in pool:  # replicates of one configuration count once: go on until n distinct ones
+            if got >= top_n:
+                break
+            got += take(i, f"overall_{sweep.objective}", "overall")
     # Phase 3: top by a second metric.
     if second_metric:
         col = METRIC_PREFIX + second_metric

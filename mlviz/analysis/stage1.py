@@ -377,7 +377,7 @@ def categorical_comparisons(sweep: Sweep, metric: str | None = None, max_levels:
     y = sweep.runs[METRIC_PREFIX + metric].to_numpy(dtype=float)
     out = {}
     for spec in specs:
-        b = bin_param(sweep.runs[spec.column], spec, max_bins=max_levels)
+        b = bin_param(sweep.runs[spec.column], spec, max_levels=max_levels)
         levels, values = [], {}
         for i, lab in enumerate(b.labels):
             v = y[(b.codes == i) & np.isfinite(y)]

@@ -29,8 +29,8 @@ def _cells(pair) -> np.ndarray:
 def draw_heatmap_pair(ax, pair, metric: str, mode: str, annotate: bool = True, colorbar: bool = True,
                       limits: tuple[float, float] | None = None):
     mean = _cells(pair)
-    cmap = plt.get_cmap(style.OBJECTIVE_CMAP if mode == "max" else style.OBJECTIVE_CMAP + "_r").copy()
-    cmap.set_bad("#eeeeee")
+    cmap = plt.get_cmap(style.OBJECTIVE_CMAP if mode == "max" else style.OBJECTIVE_CMAP + "_r").with_extremes(
+        bad="#eeeeee")
     vmin, vmax = limits if limits else (None, None)
     im = ax.imshow(np.ma.masked_invalid(mean), cmap=cmap, aspect="auto", origin="lower", vmin=vmin, vmax=vmax)
     ax.set_xticks(range(len(pair.x_labels)), pair.x_labels, rotation=40, ha="right")
@@ -131,9 +131,11 @@ def draw_importance(ax, result: ParameterImportance):
     y = np.arange(len(result.params))[::-1]
     imp = np.array(result.importance)
     lo, hi = np.array(result.ci_low), np.array(result.ci_high)
+    # The bar shows the share explained (never below 0); the interval is drawn as computed around the
+    # bias-corrected estimate, which can lie below 0 for a parameter that explains nothing.
     ax.barh(y, np.clip(imp, 0, None), color=style.PRIMARY, alpha=0.85)
-    ax.errorbar(np.clip(imp, 0, None), y, xerr=[np.clip(imp, 0, None) - lo, hi - np.clip(imp, 0, None)],
-                fmt="none", ecolor="black", capsize=3, lw=1)
+    ax.errorbar(imp, y, xerr=[np.clip(imp - lo, 0, None), np.clip(hi - imp, 0, None)],
+                fmt="|", color="black", ecolor="black", capsize=3, lw=1)
     ax.set_yticks(y, result.params)
     ax.axvline(0, color="black", lw=0.8)
     ax.set_xlabel(f"share of {result.objective} variance explained alone (ω², 95% CI)")

@@ -124,7 +124,8 @@ def two_stage(folder: str | Path, param_columns: list[str] | None = None,
     sweep_tags = {"mlviz.objective": objective} if objective else {}
     runs = [RunSpec(_key(source, "stage1"), "stage1", tags={"mlviz.stage": "1", **sweep_tags})]
     params1, metrics1 = split(quick)
-    for _, row in quick.iterrows():
+    # Rows as dicts, not iterrows(): iterrows upcasts an all-numeric row to float ('2' becomes '2.0').
+    for row in quick.to_dict("records"):
         cid = str(row["combination_id"])
         runs.append(RunSpec(
             _key(source, "stage1", cid), f"combination-{cid}",
@@ -135,9 +136,16 @@ def two_stage(folder: str | Path, param_columns: list[str] | None = None,
         runs.append(RunSpec(_key(source, "stage2"), "stage2", tags={"mlviz.stage": "2", **sweep_tags}))
         params2, metrics2 = split(full)
         quick_ids = set(quick["combination_id"].astype(str))
-        for i, row in full.iterrows():
-            cid = str(row["combination_id"])
-            rank = str(row["stage2_rank"]) if "stage2_rank" in full and pd.notna(row.get("stage2_rank")) else str(i + 1)
+        full_ids = [str(v) for v in full["combination_id"]]
+        ranks = [(str(int(r)) if isinstance(r, float) and r.is_integer() else str(r)) if pd.notna(r) else str(i + 1)
+                 for i, r in enumerate(full["stage2_rank"] if "stage2_rank" in full else [None] * len(full))]
+        # What the history file is keyed by, decided once for the whole file: combination ids when any key
+        # is one (then a candidate without its key has no history), else stage-2 ranks, else row numbers.
+        keys = set(histories)
+        key_of = (full_ids if keys & set(full_ids) else ranks if keys & set(ranks)
+                  else [str(i) for i in range(len(full))])
+        for i, row in enumerate(full.to_dict("records")):
+            cid, rank = full_ids[i], ranks[i]
             tags = {"mlviz.stage": "2", "mlviz.stage2_rank": rank, "mlviz.combination_id": cid}
             if "selection_criterion" in full and pd.notna(row["selection_criterion"]):
                 tags["mlviz.selection_criterion"] = str(row["selection_criterion"])
@@ -146,7 +154,7 @@ def two_stage(folder: str | Path, param_columns: list[str] | None = None,
                 if pd.notna(row[m]):
                     name = "stage1_" + m[len("quick_"):] if m.startswith("quick_") else m
                     metrics[name] = float(row[m])
-            hist = histories.get(cid) or histories.get(rank) or histories.get(str(i)) or {}
+            hist = histories.get(key_of[i]) or {}
             series = {}
             if isinstance(hist, dict):
                 for k, values in hist.items():

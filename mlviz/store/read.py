@@ -15,6 +15,7 @@ rather than a new empty store, and the `.trash` folder MLflow creates in a file 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -120,12 +121,17 @@ class Store:
             if not root.is_dir():
                 raise MlvizError(f"no MLflow store at {root} (the folder does not exist)")
             self._trash_existed = (root / ".trash").exists()
+            # MLflow's FileStore creates .trash when it is built, and MLflow caches that store per URI: after
+            # close() removed the folder, a second open in this process would get the cached store and fail
+            # on the missing folder. So every open makes sure it is there, and close() removes it again.
+            with contextlib.suppress(OSError):  # a read-only store: MLflow reads it without .trash too
+                (root / ".trash").mkdir(exist_ok=True)
         elif self.kind == "http":
             self._check_server()
 
     def _check_sqlite_schema(self, path: Path) -> None:
         try:
-            con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)  # as_uri escapes '#', '?', '%'
             try:
                 tables = {r[0] for r in con.execute("select name from sqlite_master where type='table'")}
                 version = None

@@ -56,7 +56,11 @@ def _check_artifact_location(client, experiment_id: str) -> None:
         return
     path = Path(unquote(parsed.path))
     existing = next((p for p in (path, *path.parents) if p.exists()), Path(path.anchor))
-    if len(existing.parts) <= 2:  # only "/" or "/home" exists: written on another machine
+    # A location under a user's home folder that is missing here (/home/someone/... with no /home/someone)
+    # was written on another machine. One whose parent folder exists (/tmp/mlruns before its first
+    # artifact) is simply not created yet, and MLflow creates it with the first artifact.
+    home_roots = {Path(path.anchor), Path("/home"), Path("/Users"), Path.home().parent}
+    if existing in home_roots:
         raise MlvizError(
             f"the experiment's artifact location {location} does not exist on this machine "
             "(the store was written elsewhere); use --out DIR to write the figures to a folder"
@@ -99,12 +103,17 @@ def log_report(
     return run_id
 
 
-def _delete_previous(client, run_id: str) -> None:
-    """Remove the figures of an earlier analysis so a figure that no longer applies does not linger."""
+def _artifact_repo(client, run_id: str):
+    """The run's artifact repository, resolved against the client's own tracking URI (an
+    `mlflow-artifacts:/` location means "the server this client talks to", not the default store)."""
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-    uri = client.get_run(run_id).info.artifact_uri
-    repo = get_artifact_repository(uri)
+    return get_artifact_repository(client.get_run(run_id).info.artifact_uri, tracking_uri=client.tracking_uri)
+
+
+def _delete_previous(client, run_id: str) -> None:
+    """Remove the figures of an earlier analysis so a figure that no longer applies does not linger."""
+    repo = _artifact_repo(client, run_id)
     try:
         top = [f.path for f in repo.list_artifacts()]
         if "mlviz" in top:
@@ -137,11 +146,10 @@ def log_section(client, run_id: str, folder: Path, section: str, metrics: dict[s
     import time
 
     from mlflow.entities import Metric, RunTag
-    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
     target = f"mlviz/{section}" if section else "mlviz"
     if section:  # the top level holds other sections too: only files are overwritten there
-        repo = get_artifact_repository(client.get_run(run_id).info.artifact_uri)
+        repo = _artifact_repo(client, run_id)
         try:
             if any(f.path == target for f in repo.list_artifacts("mlviz")):
                 repo.delete_artifacts(target)
