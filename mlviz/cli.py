@@ -77,9 +77,12 @@ def _stage_parents(stage1: str | None, stage2: str | None) -> dict[int, str]:
 @click.option("--seed", default=0, show_default=True, help="Seed for bootstrap resampling.")
 @click.option("--force", is_flag=True, help="Redo the analysis even when nothing changed.")
 @click.option("--force-flag", type=bool, default=False, hidden=True, help="--force as a value (for MLproject).")
+@click.option("--heatmaps/--no-heatmaps", default=True, show_default=True,
+              help="Attribution heatmaps for the best run when it logged a model (needs the attribution extra).")
+@click.option("--cam-method", default="gradcam", show_default=True, help="CAM method of those heatmaps.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def visualize(tracking_uri, experiment, parent_run, filter_string, statuses, metric, mode, final, stage1_parent,
-              stage2_parent, out, top_k, n_boot, seed, force, force_flag, quiet):
+              stage2_parent, out, top_k, n_boot, seed, force, force_flag, heatmaps, cam_method, quiet):
     """Analyse a sweep and log every figure to MLflow (or write them to --out)."""
     from mlviz.pipeline import Selection
     from mlviz.pipeline import visualize as run
@@ -91,7 +94,9 @@ def visualize(tracking_uri, experiment, parent_run, filter_string, statuses, met
         filter_string=filter_string or "", statuses=tuple(s.upper() for s in statuses), metric=metric or None,
         mode=mode or None, final=final, stage_parents=_stage_parents(stage1_parent or None, stage2_parent or None),
     )
-    run(selection, out=out or None, options={"top_k": top_k, "n_boot": n_boot, "seed": seed}, force=force or force_flag,
+    cams = {"method": cam_method} if heatmaps else False
+    run(selection, out=out or None, options={"top_k": top_k, "n_boot": n_boot, "seed": seed, "heatmaps": cams},
+        force=force or force_flag,
         progress=not quiet and sys.stderr.isatty(), echo=click.echo)
 
 
@@ -134,9 +139,11 @@ def _column_map(task, label, scores, score_prefix, prediction, positive_class, g
 @click.option("--columns", "columns_json", default=None, help="The whole column map as JSON.")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Write to a folder instead of logging.")
 @click.option("--n-boot", default=1000, show_default=True, help="Bootstrap resamples for intervals.")
+@click.option("--heatmaps/--no-heatmaps", default=True, show_default=True,
+              help="Also the heatmaps/ section when the run logged a model (needs the attribution extra).")
 def best_model_command(tracking_uri, run_id, experiment, parent_run, metric, mode, top_k, predictions, task, label,
                        scores, score_prefix, prediction, positive_class, group_columns, rename, columns_json, out,
-                       n_boot):
+                       n_boot, heatmaps):
     """Diagnostics of a model's predictions (ROC, PR, calibration, slices, ...), logged into its own run."""
     from mlviz.errors import MlvizError
     from mlviz.model_pipeline import best_model
@@ -153,13 +160,65 @@ def best_model_command(tracking_uri, run_id, experiment, parent_run, metric, mod
             from mlviz.pipeline import Selection, read_sweep
 
             sweep, _ = read_sweep(store, Selection(tracking_uri=tracking_uri, experiment=experiment,
-                                                   parent_run=parent_run, metric=metric, mode=mode or None))
+                                                   parent_run=parent_run or None, metric=metric or None,
+                                                   mode=mode or None))
             stage = 2 if (sweep.runs["stage"] == 2).any() else 1
             run_ids = sweep.stage(stage).best(top_k)["run_id"].tolist()
         for i, rid in enumerate(run_ids):
             target = None if out is None else (out if len(run_ids) == 1 else f"{out}/{i + 1:02d}-{rid[:8]}")
             best_model(rid, store=store, out=target, predictions=predictions, column_map=cmap,
-                       options={"n_boot": n_boot}, echo=click.echo)
+                       options={"n_boot": n_boot}, echo=click.echo,
+                       heatmaps={"fallback": "occlusion"} if heatmaps else None)
+
+
+@main.command()
+@click.option("--tracking-uri", default=None, envvar="MLFLOW_TRACKING_URI", show_envvar=True)
+@click.option("--run", "run_id", required=True, help="The run whose model to explain.")
+@click.option("--method", default="gradcam", show_default=True,
+              help="gradcam, gradcam++, hirescam, xgradcam, layercam, eigencam, eigengradcam, scorecam, "
+                   "ablationcam; or (not CAMs) occlusion, input_gradients, attention_rollout.")
+@click.option("--layer", "target_layer", default=None, help="Target layer, e.g. backbone.layer4 (default: found).")
+@click.option("--target", "targets", default="predicted", show_default=True,
+              help="Whose evidence: predicted, true, or a class index.")
+@click.option("--samples", "n", default=8, show_default=True, help="How many images.")
+@click.option("--select", default="balanced", show_default=True,
+              type=click.Choice(["balanced", "random", "correct", "misclassified", "first", "all"]),
+              help="Which images: half correct and half misclassified, at random, ...")
+@click.option("--images", default=None, type=click.Path(exists=True),
+              help="A folder of PNG/JPG images (class sub-folders as labels) or an .npz, instead of the run's.")
+@click.option("--factory", default=None, help="module:function that builds the model for a bare state dict.")
+@click.option("--faithfulness", "faith", default=None,
+              help="Comma-separated methods to score for faithfulness (default: the method drawn).")
+@click.option("--fallback", default=None,
+              help="Draw this method (e.g. occlusion, labelled as what it is) when the CAM cannot be computed.")
+@click.option("--opacity", default=0.6, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--cmap", default="mlviz_heat", show_default=True,
+              help="Colour map: mlviz_heat (purple→blue→green→yellow→red) or any matplotlib name.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Write to a folder instead of logging.")
+def heatmaps(tracking_uri, run_id, method, target_layer, targets, n, select, images, factory, faith, fallback,
+             opacity, cmap, seed, out):
+    """Attribution heatmaps (Grad-CAM family) of a run's PyTorch model, logged into that run."""
+    from mlviz.errors import MlvizError
+    from mlviz.heatmap_pipeline import run_heatmaps
+
+    if n < 1:
+        raise click.BadParameter("--samples must be ≥ 1")
+    target = int(targets) if targets.lstrip("-").isdigit() else targets
+    if isinstance(target, str) and target not in ("predicted", "true"):
+        raise MlvizError(f"--target must be predicted, true or a class index, got '{targets}'")
+    options = {"method": method, "target_layer": target_layer or None, "targets": target, "n": n, "select": select,
+               "images": images, "factory": factory, "opacity": opacity, "cmap": cmap, "seed": seed,
+               "faithfulness_methods": [m.strip() for m in faith.split(",") if m.strip()] if faith else None}
+    fallback = fallback or None
+    try:
+        run_heatmaps(run_id, tracking_uri or None, out=out, options=options, echo=click.echo)
+    except MlvizError as exc:
+        if not fallback:
+            raise
+        click.echo(f"mlviz: {exc}; drawing {fallback} instead", err=True)
+        run_heatmaps(run_id, tracking_uri or None, out=out, options={**options, "method": fallback,
+                                                            "faithfulness_methods": None}, echo=click.echo)
 
 
 @main.command("synthetic-sweep")

@@ -22,7 +22,7 @@ from mlviz.errors import MlvizError
 
 DEFAULT_PREDICTIONS = ("predictions/val_predictions.csv", "predictions/val_predictions.parquet",
                        "val_predictions.csv", "predictions.csv", "predictions.parquet")
-SECTIONS = ("best_model", "training_progress")
+SECTIONS = ("best_model", "training_progress", "heatmaps")
 
 
 @dataclass
@@ -86,10 +86,52 @@ def analyse_run_predictions(folder: Path, final: str, per_epoch: str | None, col
     return Report(None, results, captions, renderers, skipped), headline, preds
 
 
+def _heatmaps(store, run_id: str, paths: list[str], root: Path, options: dict) -> tuple[list[dict], list[dict]]:
+    """The heatmaps/ section of the run into root/mlviz/heatmaps: (figures, skipped). Never raises for
+    a run without a model or without torch: that is a skipped figure with its reason. When the CAM
+    cannot be computed, options["fallback"] (e.g. occlusion) is drawn instead, labelled as what it is."""
+    from mlviz.heatmap_pipeline import (
+        SECTION,
+        attribution_available,
+        figures_of,
+        heatmaps_into,
+        model_artifacts,
+    )
+
+    def skip(reason):
+        return [], [{"section": SECTION, "figure": "heatmaps", "reason": reason}]
+
+    if model_artifacts(paths, options.get("factory")) is None:
+        return skip("the run logged no model (checkpoints/model_state.pt + model_config.json, or MLmodel)")
+    why = attribution_available()
+    if why:
+        return skip(why)
+    folder = root / "mlviz" / SECTION
+    try:
+        summary = heatmaps_into(store, run_id, paths, folder, options)
+        return figures_of(summary), summary["skipped"]
+    except MlvizError as exc:
+        fallback = options.get("fallback")
+        if not fallback or fallback == options.get("method"):
+            return skip(str(exc))
+        shutil.rmtree(folder, ignore_errors=True)
+        try:
+            summary = heatmaps_into(store, run_id, paths, folder, {**options, "method": fallback,
+                                                                   "faithfulness_methods": None})
+        except MlvizError as exc2:
+            return skip(f"{exc}; the fallback {fallback} failed too: {exc2}")
+        method = options.get("method") or "gradcam"
+        return figures_of(summary), summary["skipped"] + [
+            {"section": SECTION, "figure": method, "reason": f"{exc}; drew {summary['attribution']['label']} instead"}]
+
+
 def best_model(run_id: str, tracking_uri: str | None = None, out: str | Path | None = None,
                predictions: str | None = None, column_map=None, options: dict | None = None,
-               store=None, echo=print) -> ModelOutcome:
-    """Diagnostics of one run's predictions, logged into that run (or written to `out`)."""
+               store=None, echo=print, heatmaps: dict | None = None) -> ModelOutcome:
+    """Diagnostics of one run's predictions, logged into that run (or written to `out`).
+
+    `heatmaps`: options of the heatmaps/ section (see mlviz.heatmap_pipeline.DEFAULTS) to add it to the
+    same run and index.html; None leaves it out."""
     from mlviz.pipeline import render_report
     from mlviz.store.read import Store
 
@@ -115,7 +157,11 @@ def best_model(run_id: str, tracking_uri: str | None = None, out: str | Path | N
         summary = {"run": {"run_id": run_id, "run_name": record["run_name"], "experiment_id": record["experiment_id"],
                            "predictions": final, "per_epoch_predictions": per_epoch, "images": image_path},
                    "headline_metrics": headline}
-        folder = render_report(report, tmp / "render", summary)
+        more: list[dict] = []
+        if heatmaps is not None:
+            more, skipped = _heatmaps(store, run_id, paths, tmp / "render", heatmaps)
+            report.skipped.extend(skipped)
+        folder = render_report(report, tmp / "render", summary, more_figures=more)
         made = json.loads((folder / "summary.json").read_text())
         if out is not None:
             dest = Path(out) / "mlviz"

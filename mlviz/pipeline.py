@@ -159,8 +159,11 @@ def _write_numbers(path: Path, result: Any) -> list[str]:
 
 
 def render_report(report: Report, folder: str | Path, summary: dict | None = None,
-                  on_step: Callable[[str], None] | None = None) -> Path:
-    """Write `folder/mlviz/<section>/<name>.png` + numbers, summary.json and index.html."""
+                  on_step: Callable[[str], None] | None = None, more_figures: Sequence[dict] = ()) -> Path:
+    """Write `folder/mlviz/<section>/<name>.png` + numbers, summary.json and index.html.
+
+    `more_figures`: figures already written under `folder` by another pipeline (e.g. heatmaps), as
+    {section, file, caption}, listed in the summary and the index after the report's own."""
     import matplotlib.pyplot as plt
 
     from mlviz.render.html import write_index
@@ -183,6 +186,7 @@ def render_report(report: Report, folder: str | Path, summary: dict | None = Non
         _write_numbers(out / f"{stem}.png", result)
         figures.append({"section": section, "file": f"mlviz/{section}/{stem}.png",
                         "caption": report.captions[(section, stem)]})
+    figures += list(more_figures)
     summary = dict(summary or {})
     if report.sweep is not None:
         summary.setdefault("sweep", report.sweep.describe())
@@ -298,7 +302,8 @@ def visualize(selection: Selection, out: str | Path | None = None, options: dict
 
 
 def _best_model_of_sweep(store, sweep: Sweep, out, options: dict, echo) -> None:
-    """Diagnostics for the sweep's best run (stage 2 if there is one), when it logged predictions."""
+    """Diagnostics (and heatmaps, when it logged a model) for the sweep's best run (stage 2 if there is
+    one), when it logged predictions. options["heatmaps"]: False for none, or heatmap options."""
     from mlviz.model_pipeline import best_model, find_predictions
 
     stage = 2 if (sweep.runs["stage"] == 2).any() else 1
@@ -306,8 +311,11 @@ def _best_model_of_sweep(store, sweep: Sweep, out, options: dict, echo) -> None:
     if find_predictions(store.artifact_paths(best_id))[0] is None:
         echo(f"  best model: run {best_id} logged no predictions, so no best_model/ section")
         return
+    cams = options.get("heatmaps", {})
+    cams = None if cams is False else {"fallback": "occlusion", "seed": options.get("seed", 0), **(cams or {})}
     try:
-        best_model(best_id, store=store, out=out, options={"n_boot": options.get("n_boot", 500)}, echo=echo)
+        best_model(best_id, store=store, out=out, options={"n_boot": options.get("n_boot", 500)}, echo=echo,
+                   heatmaps=cams)
     except MlvizError as exc:
         echo(f"  best model: run {best_id}: {exc}")
 

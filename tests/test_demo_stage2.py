@@ -445,3 +445,78 @@ def test_multioutput_demo(jobs, tmp_path):
         np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
         assert (preds[f"pred_{h}"].to_numpy() == probs.argmax(1)).all()
         assert set(preds[f"label_{h}"]) <= {0, 1, 2}
+
+
+# --------------------------------------------------------------------------- the best model's own run
+BEST_MODEL_FIGURES = ["roc_curve", "precision_recall", "metrics_vs_threshold", "score_distributions",
+                      "confusion_matrix", "calibration", "slice_metrics", "hardest_samples", "case_gallery"]
+PROGRESS_FIGURES = ["metrics_evolution", "score_evolution", "sample_trajectories", "late_bloomers",
+                    "decision_boundary_evolution"]
+
+
+def _artifact_paths(client, run_id, folder=None) -> list[str]:
+    out = []
+    for f in client.list_artifacts(run_id, folder):
+        out += _artifact_paths(client, run_id, f.path) if f.is_dir else [f.path]
+    return out
+
+
+def _assert_model_sections(folder: Path, heads: list[str], summary_name: str) -> dict:
+    """Every best_model/, training_progress/ and heatmaps/ figure with its numbers, under folder/mlviz."""
+    for section, names in (("best_model", BEST_MODEL_FIGURES), ("training_progress", PROGRESS_FIGURES)):
+        for name in names:
+            assert (folder / section / f"{name}.png").read_bytes()[:4] == b"\x89PNG", f"{section}/{name}"
+            json.loads((folder / section / f"{name}.json").read_text())
+    heat = folder / "heatmaps"
+    for gallery in ("gradcam_correct_gallery", "gradcam_error_gallery"):
+        assert (heat / f"{gallery}.png").is_file() and (heat / f"{gallery}.json").is_file(), gallery
+    per_head = {h: sorted(heat.glob(f"heatmap_{h}_*.png")) for h in heads}
+    assert all(len(v) == len(per_head[heads[0]]) >= 4 for v in per_head.values()), per_head
+    data = json.loads(per_head[heads[0]][0].with_suffix(".json").read_text())
+    assert data["is_cam"] and data["method"] == "gradcam" and data["faithfulness"]["gradcam"]["metrics"]
+    summary = json.loads((folder / summary_name).read_text())
+    made = set(summary["figures_made"])
+    assert {f"mlviz/heatmaps/{p.name}" for ps in per_head.values() for p in ps} <= made
+    assert not [s for s in summary["figures_skipped"] if not s["figure"].startswith("regression")], \
+        summary["figures_skipped"]
+    return summary
+
+
+def test_stage2_runs_log_heatmaps_by_epoch(demo):
+    """The first seed of each candidate logs Grad-CAM grids at epochs 1 and 3 under one image key."""
+    client = demo["client"]
+    for run in demo["stage2"]:
+        images = [p for p in _artifact_paths(client, run.info.run_id, "images")
+                  if p.startswith("images/mlviz_heatmaps+step+") and p.endswith(".png") and "compressed" not in p]
+        steps = sorted(int(p.split("+step+")[1].split("+")[0]) for p in images)
+        assert steps == ([1, 3] if run.data.params["seed"] == "0" else []), (run.info.run_name, steps)
+
+
+def test_visualize_logs_diagnostics_and_heatmaps_into_the_best_run(visualized, demo, tmp_path):
+    client = demo["client"]
+    diagnosed = client.search_runs([demo["exp"].experiment_id], filter_string="tags.`mlviz.diagnostics` = 'best_model'")
+    assert len(diagnosed) == 1
+    best_id = diagnosed[0].info.run_id
+    best = client.get_run(best_id)
+    assert best.data.tags.get("mlviz.best_model") == "1"  # the stage-2 best, which logged the MLflow model
+    folder = Path(client.download_artifacts(best_id, "mlviz", str(tmp_path)))
+    summary = _assert_model_sections(folder, ["digit"], "best_model_summary.json")
+    html = (folder / "index.html").read_text()
+    assert html.count("<img") == len(summary["figures_made"]) and "Attribution heatmaps" in html
+    roc = json.loads((folder / "best_model" / "roc_curve.json").read_text())
+    assert best.data.metrics["mlviz.auc"] == pytest.approx(summary["headline_metrics"]["mlviz.auc"])
+    assert 0.5 < best.data.metrics["mlviz.auc"] <= 1.0 and roc
+    assert 0.0 <= best.data.metrics["mlviz.ece"] <= 1.0
+
+
+@pytest.mark.parametrize("task, heads", [("binary", ["is_3"]),
+                                         ("multioutput", ["top_left", "top_right", "bottom_left", "bottom_right"])])
+def test_best_model_of_the_other_demos(jobs, tmp_path, task, heads):
+    """`mlviz best-model -e` on the binary and multi-output demos: every figure, heatmaps per head."""
+    jobs["jobs"][task].check()
+    uri = jobs["uris"][task]
+    out = tmp_path / "out"
+    job = Job("best", mlviz_cmd("best-model", "--tracking-uri", uri, "-e", f"mlviz-demo-{task}", "--n-boot", "50",
+                                "--out", str(out)), tmp_path).wait()
+    assert job.rc == 0, job.stderr[-3000:]
+    _assert_model_sections(out / "mlviz", heads, "best_model_summary.json")

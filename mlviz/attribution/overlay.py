@@ -151,17 +151,37 @@ def plot_gallery(tiles: list[Tile], *, title: str, cmap="mlviz_heat", opacity: f
 
 def plot_grid(images: list[list[np.ndarray]], cams: list[list[np.ndarray]], *, row_titles: list[str],
               col_titles: list[str], title: str, cmap="mlviz_heat", opacity: float = 0.6, empty=None):
-    """Samples × outputs grid of overlays (the image logged per epoch by HeatmapCallback)."""
-    rows, cols = len(images), len(images[0])
-    fig, axes = style.subplots(rows, cols, 2.0 * cols + 1.2, 2.0 * rows + 0.5)
-    for r in range(rows):
-        for c in range(cols):
-            e = bool(empty[r][c]) if empty is not None else False
-            draw_overlay(axes[r, c], images[r][c], cams[r][c], cmap=cmap, opacity=opacity, empty=e,
-                         title=col_titles[c] if r == 0 else None)
-        axes[r, 0].set_ylabel(row_titles[r], fontsize=7)
-    add_colorbar(fig, list(axes.ravel()), cmap)
-    fig.suptitle(title, fontsize=9)
+    """Samples × outputs grid of overlays (the image logged per epoch by HeatmapCallback); a model with
+    one output gets one row of samples. A fixed layout rather than the constrained one: this figure is
+    drawn every few epochs inside training, where the layout solver was half its cost."""
+    import matplotlib.pyplot as plt
+
+    one_row = len(images[0]) == 1
+    n_samples, n_out = len(images), len(images[0])
+    rows, cols = (1, n_samples) if one_row else (n_samples, n_out)
+    top, bottom, left, right_bar = 0.55, 0.15, 0.3 if one_row else 0.9, 1.1
+    fig = plt.figure(figsize=(1.9 * cols + left + right_bar, 2.1 * rows + top + bottom + (0.4 if one_row else 0)))
+    w, h = fig.get_size_inches()
+    grid = fig.add_gridspec(rows, cols, left=left / w, right=1 - right_bar / w, top=1 - top / h,
+                            bottom=bottom / h + (0.4 / h if one_row else 0), wspace=0.08, hspace=0.2)
+    axes = []
+    for i in range(n_samples):
+        for j in range(n_out):
+            r, c = (0, i) if one_row else (i, j)
+            ax = fig.add_subplot(grid[r, c])
+            e = bool(empty[i][j]) if empty is not None else False
+            draw_overlay(ax, images[i][j], cams[i][j], cmap=cmap, opacity=opacity, empty=e,
+                         title=(col_titles[j] if i == 0 else None) if not one_row else None)
+            if one_row:
+                ax.set_xlabel(row_titles[i], fontsize=7)
+            elif j == 0:
+                ax.set_ylabel(row_titles[i], fontsize=7)
+            axes.append(ax)
+    bar = fig.add_axes([1 - (right_bar - 0.15) / w, bottom / h + 0.05, 0.12 / w, 1 - (top + bottom) / h - 0.1])
+    cb = fig.colorbar(ScalarMappable(norm=Normalize(0, 1), cmap=get_cmap(cmap)), cax=bar)
+    cb.set_label(SCALE_LABEL, fontsize=6)
+    cb.ax.tick_params(labelsize=6)
+    fig.suptitle(title + (f" · {col_titles[0]}" if one_row and col_titles else ""), fontsize=9)
     return fig
 
 

@@ -431,7 +431,10 @@ class HeatmapCallback:
             imgs.append(row_i)
             cams.append(row_c)
             empty.append(row_e)
-        rows = [f"{self.ids[i]}: pred " + ",".join(str(int(p)) for p in r.predicted[i]) for i in range(len(xs))]
+        labels = self.kw["labels"]
+        lab = None if labels is None else np.asarray(labels).reshape(len(xs), -1)
+        rows = [f"#{self.ids[i]}: " + ("" if lab is None else "true " + ",".join(str(int(v)) for v in lab[i]) + " / ")
+                + "pred " + ",".join(str(int(p)) for p in r.predicted[i]) for i in range(len(xs))]
         fig = overlay.plot_grid(imgs, cams, row_titles=rows, col_titles=r.head_names,
                                 title=f"{r.label} · epoch {epoch}", cmap=self.cmap, opacity=self.opacity,
                                 empty=empty)

@@ -4,7 +4,8 @@ Stage 1: an Optuna TPE search, each trial a nested run under a `stage1` parent w
 histories. Selection: `mlviz.analysis.selection.select_candidates` on the stage-1 runs read back from the
 store. Stage 2: each candidate trained longer with several seeds under a `stage2` parent, tagged with why
 it was picked and its stage-1 run. Every stage-2 run logs its validation predictions (final and per
-epoch), the validation images and a state dict; the best one also logs an MLflow PyTorch model and
+epoch), the validation images and a state dict, and (first seed) Grad-CAM heatmaps of four validation
+images every few epochs with the epoch as step; the best one also logs an MLflow PyTorch model and
 penultimate-layer embeddings.
 """
 
@@ -34,13 +35,14 @@ class Preset:
     per_value_params: tuple[str, ...]
     top_n: int
     second_k: int
+    heatmap_every: int  # stage-2 heatmaps at epoch 1 and every N epochs (first seed of each candidate)
 
 
 PRESETS = {
     "default": Preset(n_trials=48, stage1_epochs=4, stage2_epochs=12, seeds=(0, 1),
-                      per_value_params=("optimizer", "activation"), top_n=3, second_k=1),
+                      per_value_params=("optimizer", "activation"), top_n=3, second_k=1, heatmap_every=4),
     "quick": Preset(n_trials=48, stage1_epochs=1, stage2_epochs=3, seeds=(0, 1),
-                    per_value_params=("optimizer",), top_n=2, second_k=1),
+                    per_value_params=("optimizer",), top_n=2, second_k=1, heatmap_every=3),
 }
 
 
@@ -202,7 +204,14 @@ def run_demo(tracking_uri: str, experiment: str | None = None, task_name: str = 
             client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()] + [Param("seed", str(s))])
             client.log_metric(run_id, f"stage1_{OBJECTIVE}", float(pick["score"]))
             t0 = int(time.time() * 1000)
-            result = train(params, task, cfg.stage2_epochs, seed=s, on_epoch=lambda e, r=run_id, t=t0: _log_epoch(client, r, e, t))
+            cams = _heatmap_logger(client, run_id, task, cfg.heatmap_every) if s == cfg.seeds[0] else None
+
+            def on_epoch(e, r=run_id, t=t0, cams=cams):
+                _log_epoch(client, r, e, t)
+                if cams:
+                    cams(e)
+
+            result = train(params, task, cfg.stage2_epochs, seed=s, on_epoch=on_epoch)
             _log_predictions(client, run_id, task, result)
             client.set_terminated(run_id, "FINISHED")
             if result.final[OBJECTIVE] > best[0]:
@@ -213,6 +222,35 @@ def run_demo(tracking_uri: str, experiment: str | None = None, task_name: str = 
     echo(f"best: run {best[1]} {OBJECTIVE}={best[0]:.4f}; demo took {seconds:.0f} s")
     return DemoOutcome(exp_id, experiment, stage1, stage2, best[1], cfg.n_trials, len(picks) * len(cfg.seeds),
                        seconds, picks)
+
+
+HEATMAP_KEY = "mlviz_heatmaps"
+HEATMAP_IMAGES = 4
+
+
+def _heatmap_logger(client, run_id: str, task, every: int):
+    """An on_epoch callback: Grad-CAM of the same validation images at epoch 1 and every `every` epochs, logged as an
+    image with the epoch as step, so the MLflow UI's image grid shows how the maps evolve (and compares
+    the candidates under one key). None when the attribution extra is not installed."""
+    from mlviz.heatmap_pipeline import attribution_available
+
+    if attribution_available():
+        return None
+    from mlviz.attribution.report import HeatmapCallback
+
+    state: dict = {}
+
+    def on_epoch(e) -> None:
+        if "cb" not in state:
+            k = HEATMAP_IMAGES
+            state["cb"] = HeatmapCallback(
+                e.model, task.x_val[:k], every_n_epochs=1, labels=task.y_val[:k], sample_ids=task.val_ids[:k],
+                head_names=task.head_names, max_images=k,
+                log_fn=lambda epoch, rgb: client.log_image(run_id, rgb, key=HEATMAP_KEY, step=epoch))
+        if e.epoch == 1 or e.epoch % every == 0:
+            state["cb"](e.epoch)
+
+    return on_epoch
 
 
 def _native(v):

@@ -17,6 +17,7 @@ class EpochResult:
     epoch: int
     metrics: dict[str, float]
     probs: np.ndarray  # (n,) binary, (n, classes), or (n, heads, classes)
+    model: nn.Module | None = field(default=None, repr=False)  # the model being trained, for callbacks
 
 
 @dataclass
@@ -124,7 +125,7 @@ def train(params: dict, task: DigitsTask, epochs: int, seed: int = 0, on_epoch=N
         probs = _probs(task.task, logits)
         metrics = {"train_loss": total / count, "val_loss": val_loss, **evaluate(task, probs, task.y_val)}
         metrics = {k: (v if np.isfinite(v) else float("nan")) for k, v in metrics.items()}
-        result.epochs.append(EpochResult(epoch, metrics, probs))
+        result.epochs.append(EpochResult(epoch, metrics, probs, model))
         if on_epoch:
             on_epoch(result.epochs[-1])
     return result

@@ -1,0 +1,136 @@
+"""One run's attribution heatmaps: the run's model and images → CAMs → figures → logged into that run.
+
+`run_heatmaps` is what `mlviz heatmaps` calls; `model_pipeline.best_model` calls `heatmaps_into` so that
+the best model's diagnostics and heatmaps share one run and one index.html. Only the artifacts the
+attribution needs are downloaded: the model (a state dict + `model_config.json`, or an MLflow PyTorch
+model folder), `data/val_images.npz` and the predictions with their `contract.json` (to pick correct and
+misclassified samples). Torch is imported only here, when heatmaps are asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from mlviz.errors import MlvizError
+
+SECTION = "heatmaps"
+STATE_FILES = ("checkpoints/model_state.pt", "checkpoints/model_state.pth", "checkpoints/state_dict.pt",
+               "checkpoints/model.pt", "checkpoints/model.pth")
+IMAGES = "data/val_images.npz"
+PREDICTIONS = ("predictions/val_predictions.csv", "predictions/contract.json")
+DEFAULTS = {"method": "gradcam", "n": 8, "select": "balanced", "seed": 0, "target_layer": None,
+            "targets": "predicted", "faithfulness_methods": None, "opacity": 0.6, "cmap": "mlviz_heat",
+            "factory": None, "config": None, "images": None, "threads": None}
+
+
+def attribution_available() -> str | None:
+    """None when torch and grad-cam import, else why not (one line)."""
+    import importlib.util
+
+    missing = [m for m in ("torch", "torchvision", "pytorch_grad_cam") if importlib.util.find_spec(m) is None]
+    return (f"{', '.join(missing)} not installed (pip install 'mlviz[attribution]')" if missing else None)
+
+
+def model_artifacts(paths: list[str], factory: str | None = None) -> list[str] | None:
+    """The artifact paths that hold a loadable model, or None when the run logged none."""
+    state = next((p for p in STATE_FILES if p in paths), None)
+    config = str(Path(state).parent / "model_config.json") if state else None
+    if state and (config in paths or factory):
+        return [state] + ([config] if config in paths else [])
+    mlmodels = sorted(p for p in paths if p.endswith("/MLmodel") or p == "MLmodel")
+    if mlmodels:
+        return [str(Path(mlmodels[0]).parent)]
+    return None
+
+
+def heatmaps_into(store, run_id: str, paths: list[str], folder: Path, options: dict | None = None) -> dict:
+    """Download what the attribution needs and write the heatmaps/ figures into `folder`.
+
+    Returns write_run_heatmaps' summary (files, skipped, faithfulness, captions, model, samples). Raises
+    MlvizError with the reason when the run has no model or the maps cannot be computed."""
+    from mlviz.attribution.report import write_run_heatmaps
+
+    o = {**DEFAULTS, **{k: v for k, v in (options or {}).items() if v is not None}}
+    needed = model_artifacts(paths, o["factory"])
+    if needed is None:
+        raise MlvizError(f"run {run_id} logged no model (looked for {STATE_FILES[0]} with model_config.json, "
+                         "or an MLflow model folder with MLmodel)")
+    if o["images"] is None and IMAGES not in paths:
+        raise MlvizError(f"run {run_id} logged no images ({IMAGES}); pass --images FOLDER_OR_NPZ")
+    tmp = Path(tempfile.mkdtemp(prefix="mlviz-cam-"))
+    try:
+        src = tmp / "src"
+        wanted = needed + ([IMAGES] if o["images"] is None else []) + [p for p in PREDICTIONS if p in paths]
+        for p in wanted:
+            store.download(run_id, p, src / Path(p).parent)
+        kw = {k: o[k] for k in ("target_layer", "targets", "faithfulness_methods", "opacity", "cmap")}
+        return write_run_heatmaps(src, folder, method=o["method"], n=int(o["n"]), select=o["select"],
+                                  seed=int(o["seed"]), images=o["images"], threads=o["threads"],
+                                  factory=o["factory"], config=o["config"], **kw)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def figures_of(summary: dict) -> list[dict]:
+    """heatmaps_into's summary as the figure list of index.html."""
+    return [{"section": SECTION, "file": f"mlviz/{SECTION}/{stem}.png", "caption": caption}
+            for stem, caption in summary["captions"].items()]
+
+
+def run_heatmaps(run_id: str, tracking_uri: str | None = None, out: str | Path | None = None,
+                 options: dict | None = None, store=None, echo=print) -> dict:
+    """`mlviz heatmaps`: the heatmaps/ section of one run, logged into that run (or written to `out`).
+
+    Logged as `mlviz/heatmaps/` with `mlviz/heatmaps_summary.json` and a page of its own,
+    `mlviz/heatmaps_index.html` (the run's `index.html`, if best-model wrote one, is left as it is)."""
+    from mlviz.analysis.stats import to_jsonable
+    from mlviz.render.html import write_index
+    from mlviz.store.read import Store
+
+    why = attribution_available()
+    if why:
+        raise MlvizError(f"heatmaps need PyTorch and grad-cam: {why}")
+    own = store is None
+    store = store or Store(tracking_uri)
+    tmp = Path(tempfile.mkdtemp(prefix="mlviz-heatmaps-"))
+    try:
+        record = store.run(run_id)
+        root = tmp / "render"
+        summary = heatmaps_into(store, run_id, store.artifact_paths(run_id), root / "mlviz" / SECTION, options)
+        summary["run"] = {"run_id": run_id, "run_name": record["run_name"], "experiment_id": record["experiment_id"]}
+        summary["figures_skipped"] = summary.pop("skipped")
+        (root / "mlviz" / "heatmaps_summary.json").write_text(json.dumps(to_jsonable(summary), indent=1),
+                                                              encoding="utf-8")
+        index = write_index(root, figures_of(summary), {"run": {**summary["run"], "predictions": None},
+                                                        "figures_skipped": summary["figures_skipped"]})
+        index.rename(index.with_name("heatmaps_index.html"))
+        if out is not None:
+            dest = Path(out) / "mlviz"
+            dest.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(dest / SECTION, ignore_errors=True)
+            for item in (root / "mlviz").iterdir():
+                (shutil.copytree if item.is_dir() else shutil.copy2)(item, dest / item.name)
+            where = str(dest)
+        else:
+            from mlviz.store import sink
+
+            client = store.writer()
+            sink.log_section(client, run_id, root / "mlviz" / SECTION, SECTION)
+            top = tmp / "top"
+            top.mkdir()
+            for name in ("heatmaps_summary.json", "heatmaps_index.html"):
+                shutil.copy2(root / "mlviz" / name, top / name)
+            sink.log_section(client, run_id, top, "", tags={"mlviz.heatmaps": summary["attribution"]["method"]})
+            where = f"run {run_id}"
+        n_png = sum(f.endswith(".png") for f in summary["files"])
+        echo(f"heatmaps of run {run_id}: {n_png} figures ({summary['attribution']['label']}) written to {where}")
+        for s in summary["figures_skipped"]:
+            echo(f"  skipped {s['section']}/{s['figure']}: {s['reason']}")
+        return summary
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if own:
+            store.close()
