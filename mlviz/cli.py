@@ -249,7 +249,8 @@ def synthetic_sweep(tracking_uri, experiment, n_runs, n_steps, seed):
 @click.option("--quick", is_flag=True, help="The small preset (about a minute) that the tests use.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--replace", is_flag=True, help="Delete an earlier demo sweep in the experiment first.")
-def demo(tracking_uri, experiment, task, quick, seed, replace):
+@click.option("--quick-flag", type=bool, default=False, hidden=True, help="--quick as a value (for MLproject).")
+def demo(tracking_uri, experiment, task, quick, seed, replace, quick_flag):
     """Train a real two-stage sweep (a small CNN on scikit-learn's digits) and log it to MLflow."""
     try:
         from mlviz.demo.sweep import run_demo
@@ -260,7 +261,7 @@ def demo(tracking_uri, experiment, task, quick, seed, replace):
     from mlviz.store.read import default_tracking_uri
 
     uri = tracking_uri or default_tracking_uri()
-    out = run_demo(uri, experiment, task, "quick" if quick else "default", seed, replace, echo=click.echo)
+    out = run_demo(uri, experiment, task, "quick" if quick or quick_flag else "default", seed, replace, echo=click.echo)
     click.echo(f"now run: mlviz visualize --tracking-uri {uri} --experiment {out.experiment}")
 
 

@@ -2,8 +2,9 @@
 
 The analysis run is the run `mlflow run` started (MLFLOW_RUN_ID), or the `mlviz-visualize` run of the
 same selection (found by its `mlviz.selection_key` tag, so running again replaces rather than
-duplicates), or a new one. Artifacts are logged in one call from a finished folder, and the
-`mlviz.fingerprint` tag is set only after they landed, so an interrupted upload is redone next time.
+duplicates), or a new one. Artifacts are logged in one call from a finished folder; the run's
+`mlviz.fingerprint` tag says "incomplete" from before the old figures are deleted until the new ones have
+landed, so an interrupted upload is redone next time rather than taken as up to date.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from urllib.parse import unquote, urlparse
 from mlviz.errors import MlvizError
 
 ANALYSIS_RUN_NAME = "mlviz-visualize"
+INCOMPLETE = "incomplete"
 
 
 @dataclass
@@ -80,24 +82,32 @@ def log_report(
     """Log `folder/mlviz/**` into the target run; returns its run id."""
     from mlflow.entities import Metric, RunTag
 
-    if target.run_id is None:
-        _check_artifact_location(client, experiment_id)
-        run_id = client.create_run(experiment_id, run_name=ANALYSIS_RUN_NAME).info.run_id
-    else:
-        run_id = target.run_id
-        _check_artifact_location(client, experiment_id)
-        _delete_previous(client, run_id)
-    client.log_artifacts(run_id, str(folder))
-    _log_dashboards(client, run_id, folder)
     import time
 
-    now = int(time.time() * 1000)
-    client.log_batch(
-        run_id,
-        metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
-        tags=[RunTag(k, str(v)) for k, v in tags.items()],
-    )
-    client.set_tag(run_id, "mlviz.fingerprint", fingerprint)
+    _check_artifact_location(client, experiment_id)
+    # The run says "incomplete" until every file landed: a crash in between leaves a run that the next
+    # analysis of the same selection finds (by its tags) and redoes, never one that looks up to date.
+    if target.run_id is None:
+        run_id = client.create_run(experiment_id, run_name=ANALYSIS_RUN_NAME,
+                                   tags={**tags, "mlviz.fingerprint": INCOMPLETE}).info.run_id
+    else:
+        run_id = target.run_id
+        client.set_tag(run_id, "mlviz.fingerprint", INCOMPLETE)
+        _delete_previous(client, run_id)
+    try:
+        client.log_artifacts(run_id, str(folder))
+        _log_dashboards(client, run_id, folder)
+        now = int(time.time() * 1000)
+        client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+            tags=[RunTag(k, str(v)) for k, v in tags.items()],
+        )
+        client.set_tag(run_id, "mlviz.fingerprint", fingerprint)
+    except BaseException:
+        if not os.environ.get("MLFLOW_RUN_ID"):
+            client.set_terminated(run_id, "FAILED")
+        raise
     if not os.environ.get("MLFLOW_RUN_ID"):
         client.set_terminated(run_id, "FINISHED")
     return run_id

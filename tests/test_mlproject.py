@@ -1,0 +1,66 @@
+"""The MLproject entry points through the real `mlflow run . -e ... --env-manager local`.
+
+`mlflow run` creates the run and hands it to the entry point as MLFLOW_RUN_ID: the visualize analysis must
+land in that run (not in a second one), and the entry points' typed parameters must reach the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import SYNTHETIC_EXPERIMENT, SYNTHETIC_RUNS
+from mlflow import MlflowClient
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures("clean_env")
+
+
+def mlflow_run(uri: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env.update(MLFLOW_TRACKING_URI=uri, MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
+    mlflow = [sys.executable, "-m", "mlflow"]
+    return subprocess.run([*mlflow, "run", str(REPO), "--env-manager", "local", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture
+def store(synthetic_store, tmp_path):
+    db = tmp_path / "mlflow.db"
+    shutil.copy2(synthetic_store["db"], db)
+    return {"uri": f"sqlite:///{db}", "experiment_id": synthetic_store["experiment_id"]}
+
+
+def test_visualize_entry_point_analyses_into_the_run_mlflow_created(store, tmp_path):
+    client = MlflowClient(store["uri"])
+    before = {r.info.run_id for r in client.search_runs([store["experiment_id"]], max_results=1000)}
+    p = mlflow_run(store["uri"], tmp_path, "-e", "visualize", "--experiment-name", SYNTHETIC_EXPERIMENT,
+                   "-P", f"experiment={SYNTHETIC_EXPERIMENT}", "-P", "metric=val_accuracy", "-P", "n_boot=20",
+                   "-P", "top_k=5")
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    new = [r for r in client.search_runs([store["experiment_id"]], max_results=1000) if r.info.run_id not in before]
+    assert len(new) == 1, [r.info.run_name for r in new]  # the analysis went into mlflow run's own run
+    run = new[0]
+    assert run.data.tags["mlflow.project.entryPoint"] == "visualize"
+    assert run.data.tags["mlviz.analysis"] == "visualize" and run.info.status == "FINISHED"
+    assert run.data.params["n_boot"] == "20" and run.data.params["top_k"] == "5"
+    folder = Path(client.download_artifacts(run.info.run_id, "mlviz", str(tmp_path)))
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["sweep"]["n_runs"] == SYNTHETIC_RUNS and summary["options"]["n_boot"] == 20
+    assert "mlviz/stage1/parameter_importance.png" in summary["figures_made"]
+    top = json.loads((folder / "stage1" / "top_k_comparison.json").read_text())
+    assert len(top["runs"] if "runs" in top else top["table"]) == 5
+
+
+def test_bad_parameter_fails_with_one_line(store, tmp_path):
+    p = mlflow_run(store["uri"], tmp_path, "-e", "visualize", "--experiment-name", SYNTHETIC_EXPERIMENT,
+                   "-P", "experiment=no-such-experiment")
+    assert p.returncode != 0
+    assert "mlviz: error: " in p.stderr and "no-such-experiment" in p.stderr
+    assert "Traceback (most recent call last)" not in p.stderr.split("mlviz: error:")[0][-2000:]
