@@ -80,9 +80,9 @@ def log_report(
     fingerprint: str,
 ) -> str:
     """Log `folder/mlviz/**` into the target run; returns its run id."""
-    from mlflow.entities import Metric, RunTag
-
     import time
+
+    from mlflow.entities import Metric, RunTag
 
     _check_artifact_location(client, experiment_id)
     # The run says "incomplete" until every file landed: a crash in between leaves a run that the next
