@@ -46,13 +46,9 @@ def model_artifacts(paths: list[str], factory: str | None = None) -> list[str] |
     return None
 
 
-def heatmaps_into(store, run_id: str, paths: list[str], folder: Path, options: dict | None = None) -> dict:
-    """Download what the attribution needs and write the heatmaps/ figures into `folder`.
-
-    Returns write_run_heatmaps' summary (files, skipped, faithfulness, captions, model, samples). Raises
-    MlvizError with the reason when the run has no model or the maps cannot be computed."""
-    from mlviz.attribution.report import write_run_heatmaps
-
+def fetch_inputs(store, run_id: str, paths: list[str], dest: Path, options: dict | None = None) -> Path:
+    """Download what the attribution needs (model, images, predictions) into `dest`; returns it.
+    Raises MlvizError with the reason when the run has no model or no images."""
     o = {**DEFAULTS, **{k: v for k, v in (options or {}).items() if v is not None}}
     needed = model_artifacts(paths, o["factory"])
     if needed is None:
@@ -60,18 +56,57 @@ def heatmaps_into(store, run_id: str, paths: list[str], folder: Path, options: d
                          "or an MLflow model folder with MLmodel)")
     if o["images"] is None and IMAGES not in paths:
         raise MlvizError(f"run {run_id} logged no images ({IMAGES}); pass --images FOLDER_OR_NPZ")
-    tmp = Path(tempfile.mkdtemp(prefix="mlviz-cam-"))
+    wanted = needed + ([IMAGES] if o["images"] is None else []) + [p for p in PREDICTIONS if p in paths]
+    for p in wanted:
+        store.download(run_id, p, dest / Path(p).parent)
+    return dest
+
+
+def heatmaps_into(store, run_id: str, paths: list[str], folder: Path, options: dict | None = None,
+                  src: Path | None = None) -> dict:
+    """Write the heatmaps/ figures of the run into `folder` (from `src`, what fetch_inputs downloaded,
+    or downloaded here into a temporary folder).
+
+    Returns write_run_heatmaps' summary (files, skipped, faithfulness, captions, model, samples). Raises
+    MlvizError with the reason when the run has no model or the maps cannot be computed."""
+    from mlviz.attribution.report import write_run_heatmaps
+
+    o = {**DEFAULTS, **{k: v for k, v in (options or {}).items() if v is not None}}
+    tmp = None
+    if src is None:
+        tmp = Path(tempfile.mkdtemp(prefix="mlviz-cam-"))
+        src = fetch_inputs(store, run_id, paths, tmp / "src", o)
     try:
-        src = tmp / "src"
-        wanted = needed + ([IMAGES] if o["images"] is None else []) + [p for p in PREDICTIONS if p in paths]
-        for p in wanted:
-            store.download(run_id, p, src / Path(p).parent)
         kw = {k: o[k] for k in ("target_layer", "targets", "faithfulness_methods", "opacity", "cmap")}
         return write_run_heatmaps(src, folder, method=o["method"], n=int(o["n"]), select=o["select"],
                                   seed=int(o["seed"]), images=o["images"], threads=o["threads"],
                                   factory=o["factory"], config=o["config"], **kw)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def sample_maps(src: Path, images, heads: list[str], options: dict | None = None) -> tuple[object, str]:
+    """One map per (image, head) pair: the CAM of the model in `src` for its predicted class of that
+    head. `heads` names the head of each image ("" for a single-output model). Returns ((m, H, W) maps
+    in [0, 1], the method's label), e.g. for heatmap overlays on best_model/case_gallery."""
+    import numpy as np
+
+    from mlviz.attribution.cam import compute_cams
+    from mlviz.attribution.load import load_model
+
+    o = {**DEFAULTS, **{k: v for k, v in (options or {}).items() if v is not None}}
+    loaded = load_model(src, factory=o["factory"], config=o["config"])
+    names = None
+    npz = src / IMAGES
+    if npz.exists():
+        with np.load(npz, allow_pickle=False) as data:
+            names = [str(h) for h in data["head_names"]] if "head_names" in data.files else None
+    r = compute_cams(loaded.model, np.asarray(images, dtype=np.float32), o["method"],
+                     target_layer=o["target_layer"], head_names=names)
+    index = {name: j for j, name in enumerate(r.head_names)}
+    cols = [index.get(h, 0) for h in heads]
+    return r.maps[np.arange(len(cols)), cols], r.label
 
 
 def figures_of(summary: dict) -> list[dict]:

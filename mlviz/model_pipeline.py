@@ -86,13 +86,16 @@ def analyse_run_predictions(folder: Path, final: str, per_epoch: str | None, col
     return Report(None, results, captions, renderers, skipped), headline, preds
 
 
-def _heatmaps(store, run_id: str, paths: list[str], root: Path, options: dict) -> tuple[list[dict], list[dict]]:
+def _heatmaps(store, run_id: str, paths: list[str], root: Path, options: dict, report=None, preds=None,
+              images: np.ndarray | None = None) -> tuple[list[dict], list[dict]]:
     """The heatmaps/ section of the run into root/mlviz/heatmaps: (figures, skipped). Never raises for
     a run without a model or without torch: that is a skipped figure with its reason. When the CAM
-    cannot be computed, options["fallback"] (e.g. occlusion) is drawn instead, labelled as what it is."""
+    cannot be computed, options["fallback"] (e.g. occlusion) is drawn instead, labelled as what it is.
+    With the report, its case gallery and hardest samples get the same method's maps over their images."""
     from mlviz.heatmap_pipeline import (
         SECTION,
         attribution_available,
+        fetch_inputs,
         figures_of,
         heatmaps_into,
         model_artifacts,
@@ -108,21 +111,52 @@ def _heatmaps(store, run_id: str, paths: list[str], root: Path, options: dict) -
         return skip(why)
     folder = root / "mlviz" / SECTION
     try:
-        summary = heatmaps_into(store, run_id, paths, folder, options)
-        return figures_of(summary), summary["skipped"]
+        src = fetch_inputs(store, run_id, paths, root.parent / "attribution-inputs", options)
+    except MlvizError as exc:
+        return skip(str(exc))
+    used = options
+    try:
+        summary = heatmaps_into(store, run_id, paths, folder, options, src=src)
+        extra = []
     except MlvizError as exc:
         fallback = options.get("fallback")
         if not fallback or fallback == options.get("method"):
             return skip(str(exc))
         shutil.rmtree(folder, ignore_errors=True)
+        used = {**options, "method": fallback, "faithfulness_methods": None}
         try:
-            summary = heatmaps_into(store, run_id, paths, folder, {**options, "method": fallback,
-                                                                   "faithfulness_methods": None})
+            summary = heatmaps_into(store, run_id, paths, folder, used, src=src)
         except MlvizError as exc2:
             return skip(f"{exc}; the fallback {fallback} failed too: {exc2}")
         method = options.get("method") or "gradcam"
-        return figures_of(summary), summary["skipped"] + [
-            {"section": SECTION, "figure": method, "reason": f"{exc}; drew {summary['attribution']['label']} instead"}]
+        extra = [{"section": SECTION, "figure": method,
+                  "reason": f"{exc}; drew {summary['attribution']['label']} instead"}]
+    if report is not None and images is not None:
+        extra += _overlay_selections(report, preds, images, src, used)
+    return figures_of(summary), summary["skipped"] + extra
+
+
+def _overlay_selections(report, preds, images: np.ndarray, src: Path, options: dict) -> list[dict]:
+    """Maps over the thumbnails of best_model/case_gallery and hardest_samples (for the predicted class
+    of each sample's head); a failure leaves the thumbnails plain and says why."""
+    from mlviz.heatmap_pipeline import sample_maps
+
+    skipped = []
+    idx_all = preds.image_indices(len(images)) if preds is not None else None
+    for name in ("case_gallery", "hardest_samples"):
+        sel = report.results.get(("best_model", name))
+        if sel is None or sel.pixels.array is None or idx_all is None:
+            continue
+        rows = sel.table["row"].to_numpy()
+        try:
+            maps, label = sample_maps(src, images[np.asarray(idx_all, dtype=int)[rows]],
+                                      [str(h) for h in sel.table["head"]], options)
+        except MlvizError as exc:
+            skipped.append({"section": "best_model", "figure": f"{name} overlays", "reason": str(exc)})
+            continue
+        sel.pixels.overlays = maps
+        sel.pixels["overlay"] = f"{label} for the predicted class, scaled per map to [0, 1]"
+    return skipped
 
 
 def best_model(run_id: str, tracking_uri: str | None = None, out: str | Path | None = None,
@@ -152,14 +186,14 @@ def best_model(run_id: str, tracking_uri: str | None = None, out: str | Path | N
         image_path = "data/val_images.npz" if "data/val_images.npz" in paths else None
         if image_path:
             store.download(run_id, image_path, src / "data")
-        report, headline, _ = analyse_run_predictions(
-            src, final, per_epoch, column_map, load_images(src / image_path) if image_path else None, options)
+        images = load_images(src / image_path) if image_path else None
+        report, headline, preds = analyse_run_predictions(src, final, per_epoch, column_map, images, options)
         summary = {"run": {"run_id": run_id, "run_name": record["run_name"], "experiment_id": record["experiment_id"],
                            "predictions": final, "per_epoch_predictions": per_epoch, "images": image_path},
                    "headline_metrics": headline}
         more: list[dict] = []
         if heatmaps is not None:
-            more, skipped = _heatmaps(store, run_id, paths, tmp / "render", heatmaps)
+            more, skipped = _heatmaps(store, run_id, paths, tmp / "render", heatmaps, report, preds, images)
             report.skipped.extend(skipped)
         folder = render_report(report, tmp / "render", summary, more_figures=more)
         made = json.loads((folder / "summary.json").read_text())

@@ -166,3 +166,6 @@ def test_best_model_adds_heatmaps_to_the_same_index(store, tmp_path):
     assert len(heat) >= len(HEADS) and all((out / f).is_file() for f in heat)
     html = (out / "mlviz" / "index.html").read_text()
     assert "Attribution heatmaps" in html and html.count("<img") == len(made)
+    gallery = json.loads((out / "mlviz" / "best_model" / "case_gallery.json").read_text())
+    assert gallery["pixels"]["overlay"].startswith("Grad-CAM for the predicted class")  # maps over the thumbnails
+    assert gallery["pixels"]["shape"][0] == len(gallery["table"])

@@ -694,6 +694,7 @@ class Pixels(dict):
         shape = None if array is None else list(array.shape)
         super().__init__(shape=shape, note=note or "pixels are drawn, not stored in the JSON")
         self.array = array
+        self.overlays: np.ndarray | None = None  # (m, h, w) attribution maps in [0, 1], set by the pipeline
 
 
 def thumbnails(images: np.ndarray | None, preds: Predictions, rows: np.ndarray) -> tuple[Pixels, np.ndarray | None]:

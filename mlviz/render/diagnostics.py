@@ -477,14 +477,22 @@ def _card_text(row: dict) -> str:
     return f"id {str(row['sample_id'])[:14]}\n{text}"
 
 
-def draw_thumbnail_row(ax, rows: list[dict], images: np.ndarray, colour, ncols: int, text=_card_text):
-    """Thumbnails side by side in one axes (one axes per row keeps large galleries quick to lay out)."""
+def draw_thumbnail_row(ax, rows: list[dict], images: np.ndarray, colour, ncols: int, text=_card_text,
+                       overlays: np.ndarray | None = None):
+    """Thumbnails side by side in one axes (one axes per row keeps large galleries quick to lay out);
+    `overlays`: attribution maps in [0, 1] drawn over them (opacity growing with the map)."""
     gap = 0.12
     for j, row in enumerate(rows):
         x0 = j * (1 + gap)
         img = images[int(row["thumbnail"])]
         ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest",
                   extent=(x0, x0 + 1, 0, 1))
+        if overlays is not None:
+            from mlviz.attribution.overlay import MLVIZ_HEAT
+
+            cam = np.asarray(overlays[int(row["thumbnail"])], dtype=float)
+            ax.imshow(cam, cmap=MLVIZ_HEAT, vmin=0, vmax=1, alpha=np.clip(0.6 * (0.3 + 0.7 * cam), 0, 1),
+                      interpolation="nearest", extent=(x0, x0 + 1, 0, 1))
         ax.add_patch(plt.Rectangle((x0, 0), 1, 1, fill=False, ec=colour, lw=2.5))
         ax.text(x0 + 0.5, 1.04, text(row), ha="center", va="bottom", fontsize=6.5)
     ax.set_xlim(-0.05, ncols * (1 + gap) - gap + 0.05)
@@ -552,7 +560,15 @@ def _selection_grid(r: SampleSelection, ncols: int, title: str):
             lab.text(0.95, 0.5, text, ha="right", va="center", fontsize=9, fontweight="bold",
                      color=CASE_COLOURS.get(c, "black"))
         draw_thumbnail_row(fig.add_subplot(gs[i, 1]), chunk.to_dict(orient="records"), r.pixels.array,
-                           CASE_COLOURS.get(c, "black"), ncols)
+                           CASE_COLOURS.get(c, "black"), ncols, overlays=getattr(r.pixels, "overlays", None))
+    if getattr(r.pixels, "overlays", None) is not None:
+        from matplotlib.cm import ScalarMappable
+
+        from mlviz.attribution.overlay import MLVIZ_HEAT
+
+        bar = fig.colorbar(ScalarMappable(plt.Normalize(0, 1), MLVIZ_HEAT), ax=fig.axes, shrink=0.6, pad=0.01)
+        bar.set_label(r.pixels["overlay"], fontsize=7)
+        title += f" (overlay: {r.pixels['overlay'].split(' for ')[0]})"
     fig.suptitle(title)
     notes = []
     for h in dict.fromkeys(r.table["head"]):
