@@ -136,6 +136,52 @@ def _heatmaps(store, run_id: str, paths: list[str], root: Path, options: dict, r
     return figures_of(summary), summary["skipped"] + extra
 
 
+THUMBNAIL_SIDE = 96
+
+
+def _thumbnails_from_paths(report, preds, store, run_id: str, paths: list[str], dst: Path) -> list[dict]:
+    """Thumbnails for hardest_samples / case_gallery when the predictions name their images by path (an
+    artifact of the run, or a file on this machine) instead of indexing an image array. Only the shown
+    samples' images are fetched; each is fitted into THUMBNAIL_SIDE pixels. Returns skipped notes."""
+    from PIL import Image
+
+    from mlviz.analysis.diagnostics import Pixels, display_images
+
+    col = getattr(preds, "image_path_column", None)
+    if not col:
+        return []
+    artifacts = set(paths)
+    notes = []
+    for name in ("case_gallery", "hardest_samples"):
+        sel = report.results.get(("best_model", name))
+        if sel is None or sel.pixels.array is not None or col not in sel.table:
+            continue
+        tiles, missing = [], []
+        for value in sel.table[col].astype(str):
+            local = Path(value)
+            if value in artifacts:
+                local = store.download(run_id, value, dst / Path(value).parent)
+            if not local.is_file():
+                missing.append(value)
+                tiles.append(np.zeros((THUMBNAIL_SIDE, THUMBNAIL_SIDE, 3)))
+                continue
+            with Image.open(local) as img:
+                img = img.convert("RGB")
+                img.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+                canvas = Image.new("RGB", (THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+                canvas.paste(img, ((THUMBNAIL_SIDE - img.width) // 2, (THUMBNAIL_SIDE - img.height) // 2))
+                tiles.append(np.asarray(canvas, dtype=float) / 255.0)
+        if len(missing) == len(tiles):
+            notes.append({"section": "best_model", "figure": f"{name} thumbnails",
+                          "reason": f"none of the {len(tiles)} images named in '{col}' was found "
+                                    f"(neither an artifact of the run nor a file here), e.g. {missing[0]}"})
+            continue
+        sel.pixels = Pixels(display_images(np.stack(tiles)),
+                            f"from the '{col}' column" + (f"; {len(missing)} not found (black)" if missing else ""))
+        sel.table["thumbnail"] = np.arange(len(sel.table))
+    return notes
+
+
 def _overlay_selections(report, preds, images: np.ndarray, src: Path, options: dict) -> list[dict]:
     """Maps over the thumbnails of best_model/case_gallery and hardest_samples (for the predicted class
     of each sample's head); a failure leaves the thumbnails plain and says why."""
@@ -188,6 +234,8 @@ def best_model(run_id: str, tracking_uri: str | None = None, out: str | Path | N
             store.download(run_id, image_path, src / "data")
         images = load_images(src / image_path) if image_path else None
         report, headline, preds = analyse_run_predictions(src, final, per_epoch, column_map, images, options)
+        if images is None:
+            report.skipped.extend(_thumbnails_from_paths(report, preds, store, run_id, paths, tmp / "images"))
         summary = {"run": {"run_id": run_id, "run_name": record["run_name"], "experiment_id": record["experiment_id"],
                            "predictions": final, "per_epoch_predictions": per_epoch, "images": image_path},
                    "headline_metrics": headline}

@@ -163,3 +163,36 @@ def test_seed_000_layout_from_import_to_diagnostics(tmp_path):
     assert m["mlviz.auc"] == pytest.approx(roc_auc_score(label, prob), abs=1e-12)
     assert m["mlviz.ap"] == pytest.approx(average_precision_score(label, prob), abs=1e-12)
     assert 0 <= m["mlviz.ece"] <= 1 and m["mlviz.n_samples"] == 400
+
+
+def test_images_named_by_path_become_thumbnails(tmp_path):
+    """Predictions that name each image by an artifact path (no image array): the galleries show them."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = load_digits(return_X_y=True)
+    x, y = x[:300] / 16.0, (y[:300] == 3).astype(int)
+    score = LogisticRegression(C=0.05, max_iter=300).fit(x[::2], y[::2]).predict_proba(x)[:, 1]
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("by-path", artifact_location=str(tmp_path / "artifacts"))
+    rid = client.create_run(exp).info.run_id
+    pics = tmp_path / "src" / "images"
+    pics.mkdir(parents=True)
+    for i in range(len(x)):
+        Image.fromarray((x[i].reshape(8, 8) * 255).astype(np.uint8)).resize((32, 32)).save(pics / f"s{i:03d}.png")
+    client.log_artifacts(rid, str(pics), "images")
+    frame = pd.DataFrame({"sample_id": np.arange(len(x)), "label": y, "score": score,
+                          "image_path": [f"images/s{i:03d}.png" for i in range(len(x))]})
+    frame.to_csv(tmp_path / "src" / "val_predictions.csv", index=False)
+    client.log_artifact(rid, str(tmp_path / "src" / "val_predictions.csv"), "predictions")
+    client.set_terminated(rid, "FINISHED")
+    out = tmp_path / "out"
+    r = run_cli("best-model", "--tracking-uri", uri, "--run", rid, "--n-boot", N_BOOT, "--out", out)
+    assert r.exit_code == 0, describe_result(r)
+    for name in ("case_gallery", "hardest_samples"):
+        data = json.loads((out / "mlviz" / "best_model" / f"{name}.json").read_text())
+        assert data["pixels"]["shape"][0] == len(data["table"]) and data["pixels"]["shape"][1:3] == [96, 96]
+        assert "from the 'image_path' column" in data["pixels"]["note"] and "not found" not in data["pixels"]["note"]
+        assert all(row["image_path"].startswith("images/s") for row in data["table"])
