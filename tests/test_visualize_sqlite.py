@@ -311,3 +311,37 @@ def test_logging_when_the_artifact_root_does_not_exist_yet(synthetic_copy):
         assert len(analysis_runs(uri, exp_id)) == 1
     finally:
         shutil.rmtree(fresh, ignore_errors=True)
+
+
+def test_final_best_takes_the_best_of_each_history(tmp_path):
+    """--final best: each run's metric is the best value of its history (min for a loss), not the last."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("overfit", artifact_location=str(tmp_path / "artifacts"))
+    rng = np.random.default_rng(0)
+    curves = {}
+    for i in range(12):  # the loss falls, then rises again (overfitting): its best is not its last value
+        rid = client.create_run(exp, run_name=f"r{i}").info.run_id
+        steps = np.arange(8)
+        loss = 1.0 / (1 + 0.3 * i) + 0.05 * (steps - 2 - i % 4) ** 2 + rng.uniform(0, 0.01, 8)
+        curves[rid] = loss
+        client.log_batch(rid, params=[Param("lr", repr(10 ** (-4 + i / 4))), Param("opt", "ab"[i % 2])],
+                         metrics=[Metric("val_loss", float(v), 1_700_000_000_000 + int(s), int(s))
+                                  for s, v in zip(steps, loss, strict=True)])
+        client.set_terminated(rid, "FINISHED")
+    out = {}
+    for final in ("last", "best"):
+        out[final] = tmp_path / final
+        r = run_cli("visualize", "--tracking-uri", uri, "-e", "overfit", "--final", final, "--n-boot", "20",
+                    "--top-k", "12", "--out", out[final])
+        assert r.exit_code == 0, describe_result(r)
+    for final, pick in (("last", lambda c: c[-1]), ("best", np.min)):
+        rows = json.loads((out[final] / "mlviz" / "stage1" / "top_k_comparison.json").read_text())["table"]
+        assert len(rows) == 12
+        for row in rows:
+            assert row["val_loss"] == pytest.approx(float(pick(curves[row["run_id"]])), abs=1e-12), final
+        assert [row["val_loss"] for row in rows] == sorted(row["val_loss"] for row in rows)  # minimised
+    assert json.loads((out["best"] / "mlviz" / "summary.json").read_text())["selection"]["final"] == "best"
