@@ -23,7 +23,7 @@ import numpy as np
 
 from mlviz.analysis import NotApplicable
 from mlviz.analysis.predictions import Predictions
-from mlviz.figures import FigureSpec
+from mlviz.figures import FigureSpec, compute_all
 
 BEST = "best_model"
 PROGRESS = "training_progress"
@@ -302,18 +302,6 @@ def analyse_predictions(predictions: Predictions, per_epoch: Predictions | None 
     """(results, captions, renderers, skipped, headline_metrics) for the best_model/ and training_progress/
     sections; every figure that does not apply is in `skipped` with its reason."""
     ctx = DiagnosticsContext(predictions, per_epoch, images, dict(options or {}))
-    results, captions, renderers, skipped = {}, {}, {}, []
-    specs = BEST_MODEL_FIGURES + PROGRESS_FIGURES
-    for spec in specs:
-        try:
-            result = spec.compute(ctx)
-        except NotApplicable as exc:
-            skipped.append({"section": spec.section, "figure": spec.key, "reason": str(exc)})
-            continue
-        ctx.results[spec.key] = result
-        for stem, item in spec.outputs(result).items():
-            results[(spec.section, stem)] = item
-            captions[(spec.section, stem)] = spec.caption
-            renderers[(spec.section, stem)] = spec
+    results, captions, renderers, skipped = compute_all(BEST_MODEL_FIGURES + PROGRESS_FIGURES, ctx)
     headline = headline_metrics(predictions, results, ctx.opt("threshold", "auto"))
     return results, captions, renderers, skipped, headline

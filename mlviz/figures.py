@@ -53,6 +53,29 @@ class FigureSpec:
         return dict(result) if self.many else {self.key: result}
 
 
+def compute_all(specs, ctx, on_step: Callable[[str], None] | None = None) -> tuple[dict, dict, dict, list[dict]]:
+    """Run each spec's analysis in order on `ctx` (any context with a `results` dict, which later specs
+    read). Returns (results, captions, renderers, skipped), keyed by (section, file stem); a spec whose
+    analysis raises NotApplicable is skipped with its reason."""
+    from mlviz.analysis import NotApplicable
+
+    results, captions, renderers, skipped = {}, {}, {}, []
+    for spec in specs:
+        if on_step:
+            on_step(f"{spec.section}/{spec.key}")
+        try:
+            result = spec.compute(ctx)
+        except NotApplicable as exc:
+            skipped.append({"section": spec.section, "figure": spec.key, "reason": str(exc)})
+            continue
+        ctx.results[spec.key] = result
+        for stem, item in spec.outputs(result).items():
+            results[(spec.section, stem)] = item
+            captions[(spec.section, stem)] = spec.caption
+            renderers[(spec.section, stem)] = spec
+    return results, captions, renderers, skipped
+
+
 def _stage1(ctx: Context) -> Sweep:
     from mlviz.analysis import NotApplicable
 

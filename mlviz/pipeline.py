@@ -25,7 +25,7 @@ import mlviz
 from mlviz.analysis import NotApplicable
 from mlviz.analysis.stats import to_jsonable
 from mlviz.errors import MlvizError
-from mlviz.figures import REGISTRY, Context
+from mlviz.figures import REGISTRY, Context, compute_all
 from mlviz.sweep import ANALYSIS_TAG, METRIC_PREFIX, Sweep, build_sweep, default_direction
 
 CSV_ROWS = 200  # DataFrames longer than this go to a CSV beside the JSON
@@ -122,23 +122,8 @@ def analyse(sweep: Sweep, options: dict | None = None, sections: Sequence[str] |
 
     `histories`: metric histories (long table) of the stage-2 runs, for learning curves."""
     ctx = Context(sweep, dict(options or {}), histories=histories)
-    results, captions, renderers, skipped = {}, {}, {}, []
-    for spec in REGISTRY:
-        if sections and spec.section not in sections:
-            continue
-        if on_step:
-            on_step(f"{spec.section}/{spec.key}")
-        try:
-            result = spec.compute(ctx)
-        except NotApplicable as exc:
-            skipped.append({"section": spec.section, "figure": spec.key, "reason": str(exc)})
-            continue
-        ctx.results[spec.key] = result
-        for stem, item in spec.outputs(result).items():
-            results[(spec.section, stem)] = item
-            captions[(spec.section, stem)] = spec.caption
-            renderers[(spec.section, stem)] = spec
-    return Report(sweep, results, captions, renderers, skipped)
+    specs = [spec for spec in REGISTRY if not sections or spec.section in sections]
+    return Report(sweep, *compute_all(specs, ctx, on_step))
 
 
 # --------------------------------------------------------------------------- render
