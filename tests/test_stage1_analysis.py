@@ -5,6 +5,7 @@ Pure: records are built in memory (as `mlviz.store.read.Store.run_records` produ
 
 from __future__ import annotations
 
+import io
 import math
 
 import numpy as np
@@ -456,3 +457,34 @@ def test_importance_figure_with_an_interval_below_zero():
     assert min(imp.ci_high) < 0  # 12 runs, up to 10 levels per parameter: ω² far below zero for some
     assert all(lo <= p <= hi for p, lo, hi in zip(imp.importance, imp.ci_low, imp.ci_high, strict=True))
     plt.close(plot_importance(imp))
+
+
+def test_parallel_coordinates_at_10000_runs():
+    """Log axis positions are log10-linear, the top 10 are the 10 best runs, categorical axes name their
+    values, and the figure draws with lines light enough to read (alpha scales with the run count)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mlviz.render.stage1 import plot_parallel_coordinates
+
+    sweep = build_sweep(synthetic_records(10_000, seed=3))
+    pc = parallel_coordinates(sweep, top_k=10)
+    assert len(pc.coords) == 10_000
+    axes = {a.name: a for a in pc.axes}
+    lr = axes["learning_rate"]
+    assert lr.log_scale
+    x = sweep.runs["params.learning_rate"].to_numpy(dtype=float)
+    expected = (np.log10(x) - np.log10(x.min())) / (np.log10(x.max()) - np.log10(x.min()))
+    np.testing.assert_allclose(pc.coords["learning_rate"].to_numpy(dtype=float), expected, atol=1e-9)
+    assert set(axes["optimizer"].tick_labels) == set(sweep.runs["params.optimizer"].astype(str))
+    best10 = sweep.runs.sort_values(sweep.objective_column, ascending=sweep.mode == "min")["run_id"].head(10)
+    assert set(pc.top_run_ids) == set(best10)
+    fig = plot_parallel_coordinates(pc)
+    try:
+        lines = [c for c in fig.axes[0].collections if len(c.get_paths()) == 10_000]
+        assert len(lines) == 1 and lines[0].get_alpha() <= 0.15 and lines[0].get_rasterized()
+        fig.savefig(io.BytesIO(), format="png")
+    finally:
+        plt.close(fig)
