@@ -520,3 +520,27 @@ def test_best_model_of_the_other_demos(jobs, tmp_path, task, heads):
                                 "--out", str(out)), tmp_path).wait()
     assert job.rc == 0, job.stderr[-3000:]
     _assert_model_sections(out / "mlviz", heads, "best_model_summary.json")
+
+
+def test_best_run_logs_penultimate_embeddings(demo, tmp_path):
+    """The best run's embeddings are its model's penultimate features of the validation images, with one
+    metadata row (the predictions contract's columns) per embedded image."""
+    import torch
+
+    from mlviz.demo.model import build_model
+
+    client = demo["client"]
+    best = next(r for r in demo["stage2"] if r.data.tags.get("mlviz.best_model") == "1").info.run_id
+    emb = np.load(client.download_artifacts(best, "embeddings/penultimate.npy", str(tmp_path)))
+    meta = pd.read_csv(client.download_artifacts(best, "embeddings/metadata.csv", str(tmp_path)))
+    with np.load(client.download_artifacts(best, "data/val_images.npz", str(tmp_path))) as npz:
+        images, ids = npz["images"], npz["sample_ids"]
+    assert emb.ndim == 2 and emb.shape[0] == len(images) == len(meta) and emb.shape[1] >= 8
+    assert (meta["sample_id"].to_numpy() == ids).all()
+    cfg = json.loads(Path(client.download_artifacts(best, "checkpoints/model_config.json", str(tmp_path))).read_text())
+    model = build_model(cfg["config"])
+    model.load_state_dict(torch.load(client.download_artifacts(best, "checkpoints/model_state.pt", str(tmp_path)),
+                                     weights_only=True))
+    model.eval()
+    with torch.no_grad():
+        np.testing.assert_allclose(model.embed(torch.from_numpy(images)).numpy(), emb, atol=1e-5)
