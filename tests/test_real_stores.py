@@ -203,3 +203,26 @@ def test_nested_tutorial_runs_without_metrics_is_a_clean_error(tmp_path):
     assert_one_line_error(r, "logged a metric")
     assert tree_digest(store) == original_digest("nested-tutorial")
     assert not (tmp_path / "out").exists()
+
+
+def test_unreadable_run_folders_are_counted_with_their_reason(tmp_path):
+    """A file store with a run folder whose meta.yaml is gone and one whose meta.yaml is garbage (as a
+    half-copied or hand-edited mlruns has): both are left out and counted, the rest analysed (MLflow alone
+    fails the whole search on the garbage one)."""
+    from mlviz.pipeline import load_sweep
+
+    store = copy_store("nested-tutorial", tmp_path) / "mlruns"
+    exp = store / "896296360431059581"
+    (exp / ("a" * 32)).mkdir()
+    (exp / ("a" * 32) / "params").mkdir()
+    (exp / ("b" * 32)).mkdir()
+    (exp / ("b" * 32) / "meta.yaml").write_text("{this is: [not, valid yaml\n")
+    before = tree_digest(store)
+    sweep = load_sweep(str(store), "896296360431059581")
+    assert tree_digest(store) == before
+    reasons = {e.run_id: e.reason for e in sweep.excluded if e.reason.startswith("unreadable")}
+    assert reasons == {"a" * 32: "unreadable: meta.yaml missing", "b" * 32: "unreadable: meta.yaml invalid"}
+    assert sweep.exclusion_counts()["unreadable"] == 2 and len(sweep.runs) == 2
+    r = run_cli("visualize", "--tracking-uri", str(store), "-e", "896296360431059581")  # logging is refused
+    assert_one_line_error(r, "unreadable meta.yaml", "--out")
+    assert tree_digest(store) == before

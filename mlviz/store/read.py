@@ -126,8 +126,49 @@ class Store:
             # on the missing folder. So every open makes sure it is there, and close() removes it again.
             with contextlib.suppress(OSError):  # a read-only store: MLflow reads it without .trash too
                 (root / ".trash").mkdir(exist_ok=True)
+            self._skip_invalid_run_folders(root)
         elif self.kind == "http":
             self._check_server()
+
+    def _skip_invalid_run_folders(self, root: Path) -> None:
+        """MLflow's FileStore skips a run folder without meta.yaml but fails the whole search on one whose
+        meta.yaml does not parse (a half-copied or hand-edited mlruns). When there is such a folder, read
+        through a temporary shadow of the store that links every other folder (nothing is copied or
+        changed), and refuse to log: MLflow could not search the real store to find the analysis run."""
+        import yaml
+
+        bad = []
+        for exp in (p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            for run in (p for p in exp.iterdir() if p.is_dir() and _RUN_DIR_RE.match(p.name)):
+                meta = run / "meta.yaml"
+                if not meta.is_file():
+                    continue
+                try:
+                    ok = isinstance(yaml.safe_load(meta.read_text(encoding="utf-8")), dict)
+                except (yaml.YAMLError, OSError, UnicodeDecodeError):
+                    ok = False
+                if not ok:
+                    bad.append(run)
+        if not bad:
+            return
+        self._tempdir = tempfile.mkdtemp(prefix="mlviz-store-")
+        shadow = Path(self._tempdir) / "mlruns"
+        skip = set(bad)
+        for item in root.iterdir():
+            if item.name == ".trash":
+                continue
+            if not item.is_dir():
+                (shadow / item.name).parent.mkdir(parents=True, exist_ok=True)
+                os.symlink(item, shadow / item.name)
+                continue
+            (shadow / item.name).mkdir(parents=True)
+            for sub in item.iterdir():
+                if sub not in skip:
+                    os.symlink(sub, shadow / item.name / sub.name)
+        self._read_uri = shadow.as_uri()
+        self.writable = False
+        self.read_only_reason = (f"run folder {bad[0].relative_to(root)} has an unreadable meta.yaml, so MLflow "
+                                 "cannot search this store; fix or move it, or use --out DIR")
 
     def _check_sqlite_schema(self, path: Path) -> None:
         try:
