@@ -23,6 +23,10 @@ from mlviz.errors import MlvizError
 DEFAULT_PREDICTIONS = ("predictions/val_predictions.csv", "predictions/val_predictions.parquet",
                        "val_predictions.csv", "predictions.csv", "predictions.parquet")
 SECTIONS = ("best_model", "training_progress", "heatmaps")
+# Also logged as images of the MLflow UI's image grid, so candidates' diagnostics sit side by side there.
+GRID_FIGURES = ("best_model/roc_curve.png", "best_model/precision_recall.png", "best_model/calibration.png",
+                "best_model/confusion_matrix.png", "best_model/case_gallery.png", "heatmaps/gradcam_error_gallery.png",
+                "best_model/regression_predicted_vs_true.png")
 
 
 @dataclass
@@ -264,6 +268,7 @@ def best_model(run_id: str, tracking_uri: str | None = None, out: str | Path | N
                 sink.log_section(client, run_id, folder / section, section) if (folder / section).exists() else None
             sink.log_section(client, run_id, _index_only(folder, tmp), "", metrics=headline,
                              tags={"mlviz.diagnostics": "best_model"})
+            sink.log_grid_images(client, run_id, [folder / f for f in GRID_FIGURES if (folder / f).exists()])
             where = f"run {run_id}"
         echo(f"best-model diagnostics of run {run_id}: {len(made['figures_made'])} figures written to {where}")
         for s in made["figures_skipped"]:

@@ -93,6 +93,17 @@ def test_diagnostics_logged_into_the_run_match_sklearn(store, tmp_path):
     assert "stroke" in json.dumps(slices)  # the grouping column became slices
     assert (folder / "mlviz" / "index.html").is_file()
 
+    def grid_images():
+        names = [f.path.split("/")[-1] for f in client.list_artifacts(rid, "images")]
+        return sorted(n.split("+step+")[0] for n in names if n.endswith(".png") and "compressed" not in n)
+
+    expected = ["mlviz_calibration", "mlviz_case_gallery", "mlviz_confusion_matrix", "mlviz_precision_recall",
+                "mlviz_roc_curve"]
+    assert grid_images() == expected  # the UI's image grid shows these side by side across runs
+    again = run_cli("best-model", "--tracking-uri", store["uri"], "--run", rid, "--n-boot", N_BOOT)
+    assert again.exit_code == 0, describe_result(again)
+    assert grid_images() == expected  # replaced, not piled up
+
 
 def test_parquet_predictions_by_path(store, tmp_path):
     out = tmp_path / "out"

@@ -142,11 +142,27 @@ IMAGE_KEY_PREFIX = "mlviz_"
 def _log_dashboards(client, run_id: str, folder: Path) -> None:
     """Dashboards also go to the UI's image grid (same key in every analysis run), so sweeps can be
     compared side by side in the MLflow UI's chart view."""
+    log_grid_images(client, run_id, sorted(Path(folder).glob("mlviz/*/*_summary_dashboard.png")))
+
+
+def log_grid_images(client, run_id: str, pngs: list[Path]) -> None:
+    """Figures as images of the MLflow UI's image grid, key `mlviz_<file stem>` at step 0 (the same key in
+    every run, so up to 10 runs show side by side), replacing that key's earlier images in the run."""
     from PIL import Image
 
-    for png in sorted(Path(folder).glob("mlviz/*/*_summary_dashboard.png")):
+    if not pngs:
+        return
+    keys = {IMAGE_KEY_PREFIX + Path(p).stem for p in pngs}
+    repo = _artifact_repo(client, run_id)
+    try:
+        for f in repo.list_artifacts("images"):
+            if Path(f.path).name.split("+step+")[0] in keys:
+                repo.delete_artifacts(f.path)
+    except (NotImplementedError, OSError):
+        pass
+    for png in pngs:
         with Image.open(png) as img:
-            client.log_image(run_id, img.convert("RGB"), key=IMAGE_KEY_PREFIX + png.stem, step=0)
+            client.log_image(run_id, img.convert("RGB"), key=IMAGE_KEY_PREFIX + Path(png).stem, step=0)
 
 
 def log_section(client, run_id: str, folder: Path, section: str, metrics: dict[str, float] | None = None,
