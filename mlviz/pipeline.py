@@ -68,7 +68,7 @@ def _best_of_history(store, records: list[dict], progress: bool) -> None:
     """Replace each metric's last value with the best value of its history (min for losses)."""
     run_ids = [r["run_id"] for r in records]
     keys = sorted({k for r in records for k in r["metrics"]})
-    hist = store.histories(run_ids, keys)
+    hist = store.histories(run_ids, keys, progress=lambda n: _progress(n, "reading histories", progress))
     if hist.empty:
         return
     best = {}
@@ -240,7 +240,8 @@ def visualize(selection: Selection, out: str | Path | None = None, options: dict
             return Outcome(None, Path(out) / "mlviz", True, {})
 
         stage2_ids = sweep.runs.loc[sweep.runs["stage"] == 2, "run_id"].tolist()
-        histories = store.histories(stage2_ids, sweep.metrics) if stage2_ids else None
+        histories = store.histories(stage2_ids, sweep.metrics, progress=lambda n: _progress(
+            n, "reading histories", progress)) if stage2_ids else None
         bar = _progress(len(REGISTRY), "analysing", progress)
         report = analyse(sweep, options, on_step=lambda s: bar.update(1), histories=histories)
         bar.close()

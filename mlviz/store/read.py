@@ -368,18 +368,30 @@ class Store:
             raise MlvizError(f"cannot download '{path}' of run {run_id}: {_first_line(exc)}") from None
 
     # ------------------------------------------------------------------ histories
-    def histories(self, run_ids: Sequence[str], keys: Iterable[str], workers: int = 8) -> pd.DataFrame:
-        """Full metric histories as a long table: run_id, key, step, value, timestamp."""
+    def histories(self, run_ids: Sequence[str], keys: Iterable[str], workers: int = 8, progress=None) -> pd.DataFrame:
+        """Full metric histories as a long table: run_id, key, step, value, timestamp.
+
+        `progress(total)`: makes a bar (with update(n) and close()) for the requests about to be sent."""
         run_ids, keys = list(dict.fromkeys(run_ids)), list(dict.fromkeys(keys))
         rows: list[tuple] = []
+        self._bar = None
         if run_ids and keys:
             store = getattr(getattr(self.read_client, "_tracking_client", None), "store", None)
-            if self.kind == "http":
-                rows = self._histories_http(run_ids, keys, workers)
-            elif store is not None and hasattr(store, "get_metric_history_bulk"):
-                rows = self._histories_sql(store, run_ids, keys)
-            else:
-                rows = self._histories_per_run(run_ids, keys, workers)
+            bulk = store is not None and hasattr(store, "get_metric_history_bulk")
+            chunk = _BULK_RUNS if self.kind == "http" else 500 if bulk else 1
+            if progress is not None:
+                self._bar = progress(len(keys) * -(-len(run_ids) // chunk))
+            try:
+                if self.kind == "http":
+                    rows = self._histories_http(run_ids, keys, workers)
+                elif bulk:
+                    rows = self._histories_sql(store, run_ids, keys)
+                else:
+                    rows = self._histories_per_run(run_ids, keys, workers)
+            finally:
+                if self._bar is not None:
+                    self._bar.close()
+                self._bar = None
         frame = pd.DataFrame(rows, columns=["run_id", "key", "step", "value", "timestamp"])
         return frame.sort_values(["run_id", "key", "step", "timestamp"], kind="mergesort").reset_index(drop=True)
 
@@ -390,12 +402,18 @@ class Store:
                 chunk = run_ids[i : i + 500]
                 found = self._call(store.get_metric_history_bulk, chunk, key, max_results=2**62)
                 rows.extend((m.run_id, m.key, m.step, m.value, m.timestamp) for m in found)
+                self._tick()
         return rows
+
+    def _tick(self) -> None:
+        if getattr(self, "_bar", None) is not None:
+            self._bar.update(1)
 
     def _histories_per_run(self, run_ids, keys, workers) -> list[tuple]:
         def one(job):
             run_id, key = job
             hist = self._call(self.read_client.get_metric_history, run_id, key)
+            self._tick()
             return [(run_id, m.key, m.step, m.value, m.timestamp) for m in hist]
 
         jobs = [(r, k) for r in run_ids for k in keys]
@@ -430,9 +448,14 @@ class Store:
                 for m in metrics
             ]
 
+        def fetch_job(chunk: list[str], key: str) -> list[tuple]:
+            out = fetch(chunk, key)
+            self._tick()
+            return out
+
         jobs = [(run_ids[i : i + _BULK_RUNS], k) for k in keys for i in range(0, len(run_ids), _BULK_RUNS)]
         try:
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                return [row for part in pool.map(lambda j: fetch(*j), jobs) for row in part]
+                return [row for part in pool.map(lambda j: fetch_job(*j), jobs) for row in part]
         except (LookupError, MlflowException):
             return self._histories_per_run(run_ids, keys, workers)
