@@ -168,6 +168,17 @@ def analysis_runs(uri: str, experiment_id: str):
 # --------------------------------------------------------------------------- fixtures
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one intra-op thread for a module's tests (tiny models: faster and repeatable), restored after."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture
 def clean_env(monkeypatch):
     """The CLI reads MLFLOW_TRACKING_URI and MLFLOW_RUN_ID; tests must not inherit them."""

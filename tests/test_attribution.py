@@ -28,12 +28,7 @@ from mlviz.errors import MlvizError  # noqa: E402
 GRADIENT_CAMS = ["gradcam", "gradcam++", "hirescam", "xgradcam", "layercam", "eigengradcam"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: one thread is fastest, and runs are repeatable
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: torch on one thread
 
 
 @pytest.fixture(scope="module")

@@ -24,12 +24,7 @@ FACTORY = "mlviz.demo.model:build_model"
 HEADS = ["top_left", "top_right", "bottom_left", "bottom_right"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: torch on one thread
 
 
 @pytest.fixture(scope="module")
