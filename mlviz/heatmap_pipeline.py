@@ -42,7 +42,8 @@ def model_artifacts(paths: list[str], factory: str | None = None) -> list[str] |
         return [state] + ([config] if config in paths else [])
     mlmodels = sorted(p for p in paths if p.endswith("/MLmodel") or p == "MLmodel")
     if mlmodels:
-        return [str(Path(mlmodels[0]).parent)]
+        folder = str(Path(mlmodels[0]).parent)
+        return [folder if folder != "." else ""]  # "": the model is the run's whole artifact root
     return None
 
 
