@@ -72,9 +72,14 @@ def test_optuna_mlflow_callback(tmp_path, monkeypatch):
         act = trial.suggest_categorical("act", ["relu", "tanh"])
         return (np.log10(lr) + 3) ** 2 + 0.1 * layers + (0.5 if act == "tanh" else 0.0)
 
+    import mlflow
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name="toy", sampler=optuna.samplers.RandomSampler(seed=0))
-    study.optimize(objective, n_trials=40, callbacks=[callback])
+    try:
+        study.optimize(objective, n_trials=40, callbacks=[callback])
+    finally:
+        mlflow.set_tracking_uri(None)  # the callback set the process-wide URI to this test's store
     out = tmp_path / "out"
     r = run_cli("visualize", "--tracking-uri", uri, "-e", "toy", "--n-boot", "100", "--out", out)
     assert r.exit_code == 0, describe_result(r)
