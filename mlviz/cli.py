@@ -246,7 +246,7 @@ def synthetic_sweep(tracking_uri, experiment, n_runs, n_steps, seed):
 @click.option("--experiment", "-e", default=None, help="Experiment name (default mlviz-demo-<task>).")
 @click.option("--task", type=click.Choice(["multiclass", "binary", "multioutput"]), default="multiclass",
               show_default=True, help="Digit (10 classes), one digit vs the rest, or one head per quadrant.")
-@click.option("--quick", is_flag=True, help="The small preset (about a minute) that the tests use.")
+@click.option("--quick", is_flag=True, help="The small preset (about a minute and a half) that the tests use.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--replace", is_flag=True, help="Delete an earlier demo sweep in the experiment first.")
 @click.option("--quick-flag", type=bool, default=False, hidden=True, help="--quick as a value (for MLproject).")
