@@ -58,10 +58,10 @@ def bench_mlviz(df, n_boot: int, out_dir: Path):
 
     from mlviz.analysis import NotApplicable
     from mlviz.analysis.predictions import predictions_from_frame
-    from mlviz.diagnostics import BEST_MODEL_FIGURES, DiagnosticsContext, analyse_predictions
+    from mlviz.figures.model import BEST_MODEL_FIGURES, DiagnosticsContext, ModelOptions, analyse_predictions
 
     read_s, preds = time_it(lambda: predictions_from_frame(df))
-    ctx = DiagnosticsContext(preds, options={"n_boot": n_boot, "seed": 0})
+    ctx = DiagnosticsContext(preds, options=ModelOptions(n_boot=n_boot, seed=0))
     rows = {}
     for spec in BEST_MODEL_FIGURES:
         try:

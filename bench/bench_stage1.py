@@ -82,12 +82,13 @@ def main() -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from mlviz.figures import REGISTRY
-    from mlviz.pipeline import Selection, analyse, fingerprint, read_sweep, render_report
+    from mlviz.figures.sweep import REGISTRY
+    from mlviz.publish import render, write_top
+    from mlviz.sections.sweep import RunSelection, analyse, fingerprint, read_sweep
     from mlviz.store.read import Store
 
     options = {"n_boot": args.n_boot, "seed": 0, "top_k": 10}
-    selection = Selection(tracking_uri=uri, experiment=EXPERIMENT, metric=OBJECTIVE)
+    selection = RunSelection(tracking_uri=uri, experiment=EXPERIMENT, metric=OBJECTIVE)
     steps: list[tuple[str, float]] = []
     with Timer() as t:
         store = Store(uri)
@@ -126,14 +127,18 @@ def main() -> int:
     shutil.rmtree(tmp, ignore_errors=True)
     on_r = stamp("r")
     with Timer() as t:
-        render_report(report, tmp, {}, on_step=on_r)
+        os.environ["MLVIZ_RENDER_WORKERS"] = "1"  # one figure at a time, so each can be timed
+        made, skipped = render(report, tmp, on_step=on_r)
+        write_top(report, tmp, made, skipped, "summary.json", "index.html")
         close("r")
-    steps.append((f"`render_report` ({len(report.results)} figures + JSON/CSV + index.html)", t.seconds))
+    steps.append((f"`publish.render` + `write_top` ({len(report.figures)} figures + JSON/CSV + index.html, "
+                  "one process)", t.seconds))
     inproc_total = sum(s for _, s in steps)
 
     # analysis names are `section/key`, render names `section/stem`: fold the render of a many-file
     # figure (heatmaps_val_accuracy, optimizer_comparison_...) into its registry key
-    spec_of = {f"{sec}/{stem}": f"{sec}/{spec.key}" for (sec, stem), spec in report.renderers.items()}
+    spec_of = {f"stage1/{f.name}": f"stage1/{f.name.split('_comparison_')[0] + '_comparison'}"
+               for f in report.figures if "_comparison_" in f.name}
     fig_rows: dict[str, list[float]] = {}
     for name, (a, r) in per_figure.items():
         key = spec_of.get(name, name)

@@ -2,23 +2,28 @@
 
 Python API (each step usable alone, e.g. in a notebook)::
 
-    from mlviz import load_sweep, analyse, render_report, log_report
+    from mlviz import load_sweep, analyse, publish, ToFolder
     sweep = load_sweep("sqlite:///mlflow.db", experiment="my-sweep", metric="val_loss")
-    report = analyse(sweep)                 # plain data: {section/name: result}
-    folder = render_report(report, "out/")  # PNG + JSON + summary.json + index.html
-    log_report(...)                          # or mlviz.pipeline.visualize(...) for all steps
+    report = analyse(sweep)                 # figures as data: report.figures, report.skipped
+    publish(report, ToFolder("out/"))       # PNG + JSON + summary.json + index.html in out/mlviz/
+
+    from mlviz.sections.sweep import RunSelection, visualize_sweep
+    visualize_sweep(RunSelection(experiment="my-sweep"))   # all of it, logged to MLflow
 
 Heavy imports (mlflow, matplotlib, torch) happen inside the functions that need them.
 """
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "load_sweep", "analyse", "render_report", "visualize"]
+__all__ = ["__version__", "load_sweep", "analyse", "publish", "ToFolder"]
+
+_WHERE = {"load_sweep": "mlviz.sections.sweep", "analyse": "mlviz.sections.sweep", "publish": "mlviz.publish",
+          "ToFolder": "mlviz.publish"}
 
 
 def __getattr__(name):
-    if name in ("load_sweep", "analyse", "render_report", "visualize"):
-        from mlviz import pipeline
+    if name in _WHERE:
+        import importlib
 
-        return getattr(pipeline, name)
+        return getattr(importlib.import_module(_WHERE[name]), name)
     raise AttributeError(name)

@@ -10,8 +10,27 @@ import click
 EXIT_USAGE = 2
 
 
+def _fail(message: str) -> None:
+    first = message.strip().splitlines()[0] if message.strip() else "invalid input"
+    click.echo(f"mlviz: error: {first}", err=True)
+    sys.exit(EXIT_USAGE)
+
+
 class _Group(click.Group):
-    """Turns mlviz/MLflow errors into one line and exit code 2 instead of a traceback."""
+    """Turns mlviz/MLflow errors and bad options into one line and exit code 2 instead of a traceback or
+    click's usage block."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        except click.ClickException as exc:
+            _fail(exc.format_message())
+        sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx):
         try:
@@ -26,14 +45,19 @@ class _Group(click.Group):
                 raise
             name = type(exc).__name__
             if isinstance(exc, MlvizError):
-                click.echo(f"mlviz: error: {exc}", err=True)
-                sys.exit(EXIT_USAGE)
+                _fail(str(exc))
             if name == "MlflowException" or name.endswith("MlflowException"):
-                msg = str(getattr(exc, "message", exc)).strip().splitlines()
-                click.echo(f"mlviz: error: {msg[0] if msg else name}", err=True)
-                sys.exit(EXIT_USAGE)
+                _fail(str(getattr(exc, "message", exc)) or name)
             click.echo(f"mlviz: internal error: {name}: {exc} (run with --debug for the traceback)", err=True)
             sys.exit(1)
+
+
+def _require(ok: bool, message: str) -> None:
+    """An option value the user must fix: one line, exit code 2."""
+    if not ok:
+        from mlviz.errors import MlvizError
+
+        raise MlvizError(message)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -84,18 +108,17 @@ def _stage_parents(stage1: str | None, stage2: str | None) -> dict[int, str]:
 def visualize(tracking_uri, experiment, parent_run, filter_string, statuses, metric, mode, final, stage1_parent,
               stage2_parent, out, top_k, n_boot, seed, force, force_flag, heatmaps, cam_method, quiet):
     """Analyse a sweep and log every figure to MLflow (or write them to --out)."""
-    from mlviz.pipeline import Selection
-    from mlviz.pipeline import visualize as run
+    from mlviz.sections.sweep import RunSelection, visualize_sweep
 
-    if top_k < 1 or n_boot < 10:
-        raise click.BadParameter("--top-k must be ≥ 1 and --n-boot ≥ 10")
-    selection = Selection(
+    _require(top_k >= 1, f"--top-k must be at least 1, got {top_k}")
+    _require(n_boot >= 10, f"--n-boot must be at least 10, got {n_boot}")
+    selection = RunSelection(
         tracking_uri=tracking_uri or None, experiment=experiment or None, parent_run=parent_run or None,
         filter_string=filter_string or "", statuses=tuple(s.upper() for s in statuses), metric=metric or None,
         mode=mode or None, final=final, stage_parents=_stage_parents(stage1_parent or None, stage2_parent or None),
     )
     cams = {"method": cam_method} if heatmaps else False
-    run(selection, out=out or None, options={"top_k": top_k, "n_boot": n_boot, "seed": seed, "heatmaps": cams},
+    visualize_sweep(selection, out=out or None, options={"top_k": top_k, "n_boot": n_boot, "seed": seed, "heatmaps": cams},
         force=force or force_flag,
         progress=not quiet and sys.stderr.isatty(), echo=click.echo)
 
@@ -103,7 +126,11 @@ def visualize(tracking_uri, experiment, parent_run, filter_string, statuses, met
 def _column_map(task, label, scores, score_prefix, prediction, positive_class, group_columns, rename, columns_json):
     import json
 
-    cmap = json.loads(columns_json) if columns_json else {}
+    try:
+        cmap = json.loads(columns_json) if columns_json else {}
+    except ValueError as exc:
+        _require(False, f"--columns is not valid JSON ({exc})")
+    _require(isinstance(cmap, dict), "--columns must be a JSON object, e.g. '{\"label\": \"y\"}'")
     split = (lambda v: [c.strip() for c in v.split(",") if c.strip()])  # noqa: E731
     for key, value in (("task", task), ("label", label), ("score_prefix", score_prefix),
                        ("prediction", prediction), ("positive_class", positive_class)):
@@ -114,7 +141,10 @@ def _column_map(task, label, scores, score_prefix, prediction, positive_class, g
     if group_columns:
         cmap["group_columns"] = split(group_columns)
     if rename:
-        cmap["rename"] = dict(pair.split("=", 1) for pair in split(rename))
+        pairs = split(rename)
+        bad = [p for p in pairs if "=" not in p or not p.split("=", 1)[0] or not p.split("=", 1)[1]]
+        _require(not bad, f"--rename takes OLD=NEW pairs separated by commas, got '{bad[0] if bad else ''}'")
+        cmap["rename"] = dict(pair.split("=", 1) for pair in pairs)
     return cmap or None
 
 
@@ -146,9 +176,11 @@ def best_model_command(tracking_uri, run_id, experiment, parent_run, metric, mod
                        n_boot, heatmaps):
     """Diagnostics of a model's predictions (ROC, PR, calibration, slices, ...), logged into its own run."""
     from mlviz.errors import MlvizError
-    from mlviz.model_pipeline import best_model
+    from mlviz.sections.model import best_model
     from mlviz.store.read import Store
 
+    _require(top_k >= 1, f"--top-k must be at least 1, got {top_k}")
+    _require(n_boot >= 10, f"--n-boot must be at least 10, got {n_boot}")
     cmap = _column_map(task, label, scores, score_prefix, prediction, positive_class, group_columns, rename,
                        columns_json)
     if not run_id and not experiment:
@@ -157,9 +189,9 @@ def best_model_command(tracking_uri, run_id, experiment, parent_run, metric, mod
         if run_id:
             run_ids = [run_id]
         else:
-            from mlviz.pipeline import Selection, read_sweep
+            from mlviz.sections.sweep import RunSelection, read_sweep
 
-            sweep, _ = read_sweep(store, Selection(tracking_uri=tracking_uri, experiment=experiment,
+            sweep, _ = read_sweep(store, RunSelection(tracking_uri=tracking_uri, experiment=experiment,
                                                    parent_run=parent_run or None, metric=metric or None,
                                                    mode=mode or None))
             stage = 2 if (sweep.runs["stage"] == 2).any() else 1
@@ -200,10 +232,9 @@ def heatmaps(tracking_uri, run_id, method, target_layer, targets, n, select, ima
              opacity, cmap, seed, out):
     """Attribution heatmaps (Grad-CAM family) of a run's PyTorch model, logged into that run."""
     from mlviz.errors import MlvizError
-    from mlviz.heatmap_pipeline import run_heatmaps
+    from mlviz.sections.heatmaps import run_heatmaps
 
-    if n < 1:
-        raise click.BadParameter("--samples must be ≥ 1")
+    _require(n >= 1, f"--samples must be at least 1, got {n}")
     target = int(targets) if targets.lstrip("-").isdigit() else targets
     if isinstance(target, str) and target not in ("predicted", "true"):
         raise MlvizError(f"--target must be predicted, true or a class index, got '{targets}'")
@@ -234,8 +265,8 @@ def synthetic_sweep(tracking_uri, experiment, n_runs, n_steps, seed):
     from mlviz.store.read import default_tracking_uri
 
     uri = tracking_uri or default_tracking_uri()
-    if n_runs < 1:
-        raise click.BadParameter("--runs must be ≥ 1")
+    _require(n_runs >= 1, f"--runs must be at least 1, got {n_runs}")
+    _require(n_steps >= 1, f"--steps must be at least 1, got {n_steps}")
     exp_id = log_synthetic_sweep(uri, experiment, n_runs=n_runs, n_steps=n_steps, seed=seed)
     click.echo(f"logged {n_runs} runs to experiment '{experiment}' ({exp_id}) in {uri}")
 
@@ -261,8 +292,8 @@ def demo(tracking_uri, experiment, task, quick, seed, replace, quick_flag):
     from mlviz.store.read import default_tracking_uri
 
     uri = tracking_uri or default_tracking_uri()
-    out = run_demo(uri, experiment, task, "quick" if quick or quick_flag else "default", seed, replace, echo=click.echo)
-    click.echo(f"now run: mlviz visualize --tracking-uri {uri} --experiment {out.experiment}")
+    run_demo(uri, experiment, task, "quick" if quick or quick_flag else "default", seed, replace, echo=click.echo,
+             progress=sys.stderr.isatty())
 
 
 @main.command()
@@ -283,11 +314,22 @@ def demo(tracking_uri, experiment, task, quick, seed, replace, quick_flag):
 def select(tracking_uri, experiment, parent_run, filter_string, metric, mode, per_value_k, top_n, second_metric,
            second_k, diversity, out, tag):
     """Pick stage-2 candidates from stage-1 runs (per-value top-k, overall top-n, second metric)."""
+    from pathlib import Path
+
     from mlviz.analysis import NotApplicable
     from mlviz.analysis.selection import select_candidates
     from mlviz.errors import MlvizError
-    from mlviz.pipeline import load_sweep
+    from mlviz.sections.sweep import load_sweep
+    from mlviz.store.read import Store
+    from mlviz.store.write import Writer
 
+    for name, value in (("--per-value-k", per_value_k), ("--top-n", top_n), ("--second-k", second_k)):
+        _require(value >= 0, f"{name} must be at least 0, got {value}")
+    _require(diversity >= 0, f"--diversity must be at least 0, got {diversity}")
+    _require(out is None or Path(out).parent.is_dir(), f"--out: the folder {Path(out or '.').parent} does not exist")
+    if tag:
+        with Store(tracking_uri) as store:
+            Writer(store)  # refuse an old-schema store before reading anything
     sweep = load_sweep(tracking_uri, experiment=experiment, parent_run=parent_run, filter_string=filter_string,
                        metric=metric, mode=mode or None).stage(1)
     try:
@@ -298,11 +340,10 @@ def select(tracking_uri, experiment, parent_run, filter_string, metric, mode, pe
     if out:
         picks.to_csv(out, index=False)
     if tag:
-        from mlflow import MlflowClient
-
-        client = MlflowClient(tracking_uri) if tracking_uri else MlflowClient()
-        for run_id, criterion in zip(picks["run_id"], picks["criterion"], strict=True):
-            client.set_tag(run_id, "mlviz.selection_criterion", criterion)
+        with Store(tracking_uri) as store:
+            writer = Writer(store)
+            for run_id, criterion in zip(picks["run_id"], picks["criterion"], strict=True):
+                writer.set_tags(run_id, {"mlviz.selection_criterion": criterion})
     click.echo(picks[["run_id", "criterion", "phase", "score"]].to_string(index=False))
     click.echo(f"{len(picks)} candidates from {len(sweep.runs)} runs" + (f"; written to {out}" if out else ""))
 
@@ -315,11 +356,15 @@ def import_group():
 def _write(tracking_uri, experiment, runs):
     from mlviz.store.importers import write_runs
     from mlviz.store.read import default_tracking_uri
+    from mlviz.store.write import open_for_writing
 
     uri = tracking_uri or default_tracking_uri()
-    result = write_runs(uri, experiment, runs)
+    store, writer = open_for_writing(uri)
+    with store:
+        result = write_runs(writer, experiment, runs)
     click.echo(f"imported {result.created} runs into experiment '{experiment}' ({result.experiment_id}) in {uri}"
-               + (f"; {result.skipped_existing} already there" if result.skipped_existing else ""))
+               + (f"; {result.skipped_existing} already there" if result.skipped_existing else "")
+               + (f"; {result.redone} left half-written by an interrupted import were redone" if result.redone else ""))
 
 
 _uri_option = click.option("--tracking-uri", default=None, envvar="MLFLOW_TRACKING_URI", show_envvar=True,
@@ -367,6 +412,22 @@ def import_epochs(folder, tracking_uri, experiment, name):
 
     _write(tracking_uri, experiment, epoch_run(folder, name))
 
+
+def _add_commands() -> None:
+    """Commands that live in their own modules (each imports only click at the top)."""
+    import importlib
+
+    for module, names in (("embed", ("embed",)), ("explore", ("explore",)), ("compare", ("compare",))):
+        try:
+            mod = importlib.import_module(f"mlviz.commands.{module}")
+        except ImportError:
+            continue
+        for name in names:
+            if hasattr(mod, name):
+                main.add_command(getattr(mod, name))
+
+
+_add_commands()
 
 if __name__ == "__main__":
     main()

@@ -338,7 +338,7 @@ def build_sweep(
     statuses: Sequence[str] = ("FINISHED",),
     parent_run: str | None = None,
     stage_parents: Mapping[int, str] | None = None,
-    unreadable: Sequence[Exclusion] = (),
+    unreadable: Sequence[tuple[str, str]] = (),  # (run id, why) of run folders MLflow could not read
     source: Mapping | None = None,
 ) -> Sweep:
     """Turn plain run records (from the store layer) into a Sweep.
@@ -350,7 +350,7 @@ def build_sweep(
     from mlviz.errors import MlvizError
 
     by_id = {r["run_id"]: r for r in records}
-    excluded: list[Exclusion] = list(unreadable)
+    excluded: list[Exclusion] = [Exclusion(run_id, None, why) for run_id, why in unreadable]
     notes: list[str] = []
     if parent_run is not None:
         root = by_id.get(parent_run) or next(

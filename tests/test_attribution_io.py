@@ -13,12 +13,13 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("pytorch_grad_cam")
 
+from mlviz.attribution.callback import HeatmapCallback  # noqa: E402
 from mlviz.attribution.cam import compute_cams  # noqa: E402
 from mlviz.attribution.hooks import hook_count  # noqa: E402
 from mlviz.attribution.load import load_model, load_samples  # noqa: E402
-from mlviz.attribution.report import HeatmapCallback, heatmap_report, write_heatmaps, write_run_heatmaps  # noqa: E402
 from mlviz.attribution.testing import FlatHeadCNN, fit, quadrant_task  # noqa: E402
 from mlviz.errors import MlvizError  # noqa: E402
+from mlviz.sections.heatmap_figures import heatmap_figures, heatmap_report, run_heatmap_figures  # noqa: E402
 
 FACTORY = "mlviz.demo.model:build_model"
 HEADS = ["top_left", "top_right", "bottom_left", "bottom_right"]
@@ -170,11 +171,14 @@ def test_samples_from_a_folder_of_images(tmp_path):
 
 
 # --------------------------------------------------------------------------- the heatmaps/ section
-def test_write_run_heatmaps(demo_run, tmp_path):
+def test_run_heatmap_figures_published_to_a_folder(demo_run, tmp_path):
+    from mlviz.publish import ToFolder, publish
+
     root, _, _ = demo_run
-    out = tmp_path / "heatmaps"
-    summary = write_run_heatmaps(root, out, n=4, select="balanced", faithfulness_methods=["gradcam", "occlusion"],
+    report = run_heatmap_figures(root, n=4, select="balanced", faithfulness_methods=["gradcam", "occlusion"],
                                  faithfulness_samples=4, threads=1)
+    summary = publish(report, ToFolder(tmp_path), echo=lambda _: None).summary
+    out = tmp_path / "mlviz" / "heatmaps"
     names = set(os.listdir(out))
     ids = summary["samples"]["sample_ids"]
     for h in HEADS:
@@ -193,7 +197,7 @@ def test_write_run_heatmaps(demo_run, tmp_path):
     assert all(t["true_class"] != t["predicted_class"] for t in gallery["tiles"])
     probs = [t["probability"] for t in gallery["tiles"]]
     assert probs == sorted(probs, reverse=True)  # most confident mistakes first
-    assert summary["model"]["source"] == "state_dict" and summary["skipped"] == []
+    assert summary["model"]["source"] == "state_dict" and summary["figures_skipped"] == []
 
 
 def test_report_results_skips_and_labels(tmp_path, one_thread):
@@ -219,14 +223,17 @@ def test_report_results_skips_and_labels(tmp_path, one_thread):
     assert {s["figure"] for s in skipped} == {"gradcam_correct_gallery", "gradcam_error_gallery"}
     assert all("no labels" in s["reason"] for s in skipped)
 
-    summary = write_heatmaps(tmp_path / "occ", model, xt, yt, method="occlusion", faithfulness_methods=False)
-    one = json.loads((tmp_path / "occ" / "heatmap_output0_0.json").read_text())
+    from mlviz.publish import ToFolder, publish
+
+    report = heatmap_figures(model, xt, yt, method="occlusion", faithfulness_methods=False)
+    summary = publish(report, ToFolder(tmp_path / "occ"), echo=lambda _: None).summary
+    one = json.loads((tmp_path / "occ" / "mlviz" / "heatmaps" / "heatmap_output0_0.json").read_text())
     assert one["is_cam"] is False and "not a CAM" in one["method_label"]  # never presented as a CAM
     assert summary["attribution"]["is_cam"] is False
 
 
 def test_empty_map_is_stated_not_drawn():
-    from mlviz.attribution import overlay
+    from mlviz.render import overlay
 
     fig, ax = overlay.style.subplots(1, 1, 2, 2)
     overlay.draw_overlay(ax[0, 0], np.zeros((8, 8)), np.zeros((8, 8)), empty=True)

@@ -192,7 +192,7 @@ def test_demo_logs_a_two_stage_sweep(jobs, demo):
 
 def test_stage2_candidates_are_the_selection_of_the_stage1_runs(demo):
     from mlviz.analysis.selection import select_candidates
-    from mlviz.pipeline import load_sweep
+    from mlviz.sections.sweep import load_sweep
 
     stage1_id = next(r.info.run_id for r in demo["runs"] if r.info.run_name == "stage1")
     sweep = load_sweep(demo["uri"], experiment=EXPERIMENT, parent_run=stage1_id, metric=OBJECTIVE, mode="max")
@@ -544,3 +544,35 @@ def test_best_run_logs_penultimate_embeddings(demo, tmp_path):
     model.eval()
     with torch.no_grad():
         np.testing.assert_allclose(model.embed(torch.from_numpy(images)).numpy(), emb, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- one publish path, same trees
+TREES = json.loads((Path(__file__).parent / "data" / "artifact_trees_before_publish.json").read_text())
+
+
+def _normalised(paths) -> list[str]:
+    """Image-grid files carry a timestamp and a uuid: keep their key only."""
+    return sorted({("images/" + p.split("/", 1)[1].split("+step+")[0]) if p.startswith("images/") else p
+                   for p in paths})
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
+def test_one_publish_path_keeps_every_artifact_tree(visualized, demo, tmp_path):
+    """visualize (logged and --out), best-model --out and heatmaps --out write exactly the files they wrote
+    before every section went through mlviz.publish (recorded on the same demo, see tests/data)."""
+    client = demo["client"]
+    analysis = visualized["run"].info.run_id
+    best_id = client.get_run(analysis).data.tags["mlviz.best_run_id"]
+    logged = [p for p in _artifact_paths(client, analysis) if not p.startswith("mlviz/tables/")]
+    assert _normalised(logged) == TREES["analysis_run"]
+    model = _normalised(p for p in _artifact_paths(client, best_id) if not p.startswith("images/mlviz_heatmaps"))
+    assert model == TREES["model_run"]
+    for name, args in (("visualize_out", ["visualize", "-e", EXPERIMENT, "--n-boot", "50"]),
+                       ("best_model_out", ["best-model", "--run", best_id, "--n-boot", "50"]),
+                       ("heatmaps_out", ["heatmaps", "--run", best_id])):
+        out = tmp_path / name
+        Job(name, mlviz_cmd(*args, "--tracking-uri", demo["uri"], "--out", str(out)), demo["root"]).wait().check()
+        assert _files(out) == TREES[name], name

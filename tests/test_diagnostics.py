@@ -34,8 +34,8 @@ from mlviz.analysis.diagnostics import (
 from mlviz.analysis.predictions import ColumnMap, predictions_from_arrays, predictions_from_frame
 from mlviz.analysis.stats import to_jsonable
 from mlviz.demo.sweep import contract, predictions_frame
-from mlviz.diagnostics import BEST_MODEL_FIGURES, PROGRESS_FIGURES, analyse_predictions
 from mlviz.errors import MlvizError
+from mlviz.figures.model import BEST_MODEL_FIGURES, PROGRESS_FIGURES, analyse_predictions
 
 N_BOOT = 60
 
@@ -387,7 +387,7 @@ def test_demo_digits_with_logistic_regression_and_run_folder(tmp_path):
     from sklearn.linear_model import LogisticRegression
 
     from mlviz.demo.data import load_task
-    from mlviz.model_pipeline import analyse_run_predictions
+    from mlviz.sections.model import analyse_run_predictions
 
     task = load_task("binary")
     x = task.x_train.reshape(len(task.x_train), -1)
@@ -401,4 +401,4 @@ def test_demo_digits_with_logistic_regression_and_run_folder(tmp_path):
     assert headline["mlviz.auc"] == pytest.approx(roc_auc_score(task.y_val, probs))
     assert headline["mlviz.accuracy"] == pytest.approx(((probs >= 0.5) == task.y_val).mean())
     assert preds.class_names == ["not 3", "3"]
-    assert ("best_model", "roc_curve") in report.results and report.sweep is None
+    assert ("best_model", "roc_curve") in report.results and report.kind == "best_model"

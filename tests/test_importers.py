@@ -210,7 +210,7 @@ def test_two_stage_round_trip(two_stage_store):
 
 def test_two_stage_is_analysable_as_a_two_stage_sweep(two_stage_store):
     from mlviz.analysis.stage2 import candidates
-    from mlviz.pipeline import load_sweep
+    from mlviz.sections.sweep import load_sweep
 
     uri, _, source = two_stage_store
     sweep = load_sweep(uri, experiment="seed002")

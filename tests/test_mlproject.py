@@ -64,3 +64,63 @@ def test_bad_parameter_fails_with_one_line(store, tmp_path):
     assert p.returncode != 0
     assert "mlviz: error: " in p.stderr and "no-such-experiment" in p.stderr
     assert "Traceback (most recent call last)" not in p.stderr.split("mlviz: error:")[0][-2000:]
+
+
+@pytest.fixture(scope="module")
+def demo_by_entry_point(tmp_path_factory):
+    """The `demo` entry point (quick preset) into a fresh SQLite store; returns the store and its best run."""
+    root = tmp_path_factory.mktemp("mlproject-demo")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID"):
+            mp.delenv(name, raising=False)
+        p = mlflow_run(uri, root, "-e", "demo", "--experiment-name", "mlproject-demo", "-P", "quick=true",
+                       "-P", "task=binary")
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("mlviz-demo-binary")
+    best = client.search_runs([exp.experiment_id], filter_string="tags.`mlviz.best_model` = '1'")
+    assert len(best) == 1
+    return {"uri": uri, "root": root, "client": client, "experiment_id": exp.experiment_id,
+            "best": best[0].info.run_id, "n_runs": len(client.search_runs([exp.experiment_id], max_results=1000))}
+
+
+def test_demo_entry_point_logs_the_quick_sweep(demo_by_entry_point):
+    runs = demo_by_entry_point["client"].search_runs([demo_by_entry_point["experiment_id"]], max_results=1000)
+    stages = [r.data.tags.get("mlviz.stage") for r in runs]
+    assert stages.count("1") >= 2 and stages.count("2") >= 2  # the parents and their trials / candidates
+
+
+def test_best_model_and_heatmaps_entry_points_log_into_the_model_run(demo_by_entry_point, tmp_path):
+    d = demo_by_entry_point
+    p = mlflow_run(d["uri"], tmp_path, "-e", "best_model", "--experiment-name", "mlproject-demo",
+                   "-P", f"run={d['best']}", "-P", "n_boot=50")
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    run = d["client"].get_run(d["best"])
+    assert 0.5 < run.data.metrics["mlviz.auc"] <= 1.0 and run.data.tags["mlviz.diagnostics"] == "best_model"
+    p = mlflow_run(d["uri"], tmp_path, "-e", "heatmaps", "--experiment-name", "mlproject-demo",
+                   "-P", f"run={d['best']}", "-P", "samples=3", "-P", "method=gradcam++")
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    summary = json.loads(Path(d["client"].download_artifacts(d["best"], "mlviz/heatmaps_summary.json",
+                                                             str(tmp_path))).read_text())
+    assert summary["attribution"]["method"] == "gradcam++" and summary["samples"]["n"] == 3
+
+
+def test_synthetic_sweep_entry_point(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    p = mlflow_run(uri, tmp_path, "-e", "synthetic_sweep", "--experiment-name", "entry", "-P", "runs=7",
+                   "-P", "steps=3", "-P", "experiment=generated")
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("generated")
+    runs = client.search_runs([exp.experiment_id], max_results=100)
+    assert len(runs) == 8  # 7 runs and their stage1 parent
+    child = next(r for r in runs if r.info.run_name != "stage1")
+    assert len(client.get_metric_history(child.info.run_id, "val_accuracy")) == 3
+
+
+def test_integer_parameters_are_checked_by_mlviz(store, tmp_path):
+    p = mlflow_run(store["uri"], tmp_path, "-e", "visualize", "--experiment-name", SYNTHETIC_EXPERIMENT,
+                   "-P", f"experiment={SYNTHETIC_EXPERIMENT}", "-P", "n_boot=lots")
+    assert p.returncode != 0
+    assert "mlviz: error: " in p.stderr and "n-boot" in p.stderr

@@ -22,7 +22,7 @@ from mlviz.analysis.progress import (
     sample_trajectories,
     score_evolution,
 )
-from mlviz.diagnostics import analyse_predictions
+from mlviz.figures.model import analyse_predictions
 
 
 def per_epoch_binary(n=120, epochs=(1, 2, 3, 4), seed=0, shuffle=True) -> pd.DataFrame:

@@ -158,7 +158,7 @@ def test_random_search_logging_is_refused_for_a_foreign_artifact_location(tmp_pa
 
 
 def test_reading_the_same_file_store_twice_in_one_process(tmp_path):
-    from mlviz.pipeline import load_sweep
+    from mlviz.sections.sweep import load_sweep
 
     store = copy_store("nested-tutorial", tmp_path) / "mlruns"
     first = load_sweep(str(store), "896296360431059581")
@@ -209,7 +209,7 @@ def test_unreadable_run_folders_are_counted_with_their_reason(tmp_path):
     """A file store with a run folder whose meta.yaml is gone and one whose meta.yaml is garbage (as a
     half-copied or hand-edited mlruns has): both are left out and counted, the rest analysed (MLflow alone
     fails the whole search on the garbage one)."""
-    from mlviz.pipeline import load_sweep
+    from mlviz.sections.sweep import load_sweep
 
     store = copy_store("nested-tutorial", tmp_path) / "mlruns"
     exp = store / "896296360431059581"

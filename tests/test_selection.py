@@ -299,7 +299,7 @@ def test_cli_select_out_and_tag(synthetic_store, tmp_path):
     from mlflow import MlflowClient
 
     from mlviz.cli import main
-    from mlviz.pipeline import load_sweep
+    from mlviz.sections.sweep import load_sweep
 
     uri, _ = synthetic_store
     out = tmp_path / "picks.csv"

@@ -83,7 +83,7 @@ def analysed(synthetic_store, tmp_path_factory):
 
 def test_visualize_logs_one_finished_analysis_run(analysed):
     run, out = analysed.run, analysed.result.output
-    assert "analysed 120 runs of objective 'val_accuracy' (max); 11 figures written to run " + run.info.run_id in out
+    assert "analysed 120 runs of objective 'val_accuracy' (max): 11 figures written to run " + run.info.run_id in out
     assert "runs left out: 1 parent run" in out
     assert run.info.run_name == "mlviz-visualize" and run.info.status == "FINISHED"
     tags = run.data.tags

@@ -22,7 +22,7 @@ from mlviz.sweep import METRIC_PREFIX, Sweep
 
 
 @dataclass
-class Selection:
+class CandidatePicks:
     objective: str
     mode: str
     picks: pd.DataFrame  # run_id, run_name, config, criterion, phase, score, params...
@@ -62,7 +62,7 @@ def select_candidates(
     diversity: float = 0.0,
     max_bins: int = 5,
     per_value_params: list[str] | None = None,
-) -> Selection:
+) -> CandidatePicks:
     """Candidates in pick order; `per_value_params` limits phase 1 to some parameters (default all)."""
     runs = sweep.runs.reset_index(drop=True)
     if runs.empty:
@@ -157,7 +157,7 @@ def select_candidates(
     })
     for spec in sweep.varied_params:
         out[spec.name] = runs[spec.column].astype(object).to_numpy()[idx]
-    return Selection(
+    return CandidatePicks(
         sweep.objective, sweep.mode, out, out["phase"].value_counts().to_dict(), skipped,
         {"per_value_k": per_value_k, "per_value_params": per_value_params, "top_n": top_n, "second_metric": second_metric, "second_k": second_k,
          "diversity": diversity, "max_bins": max_bins},

@@ -6,7 +6,6 @@ figure; renderers in `mlviz.render.stage1` draw them.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,6 +15,7 @@ from mlviz.analysis import NotApplicable
 from mlviz.analysis.binning import bin_param, fold_categories, format_number
 from mlviz.analysis.stats import bootstrap_counts, bootstrap_mean_interval, percentile_interval
 from mlviz.sweep import METRIC_PREFIX, ParamSpec, Sweep
+from mlviz.text import safe_name
 
 
 def _objective(sweep: Sweep) -> np.ndarray:
@@ -34,11 +34,6 @@ def _need_varied(sweep: Sweep, n: int, what: str) -> list[ParamSpec]:
         fixed = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "") or "none"
         raise NotApplicable(f"{what} needs {n} varied parameter(s), found {len(varied)} (fixed: {fixed})")
     return varied
-
-
-def safe_name(name: str) -> str:
-    """A file-name-safe form of a parameter or metric name."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "x"
 
 
 # --------------------------------------------------------------------------- importance

@@ -1,6 +1,7 @@
 """Attribution heatmaps: CAMs through pytorch-grad-cam (one forward pass for all heads of a multi-output
 model), attention rollout for transformers, labelled non-CAM alternatives (occlusion, input gradients),
-faithfulness scores, loading a run's model and images, and the heatmaps/ figures.
+faithfulness scores, loading a run's model and images, and the training-time callback (maps as arrays;
+the heatmaps/ figures are `mlviz.sections.heatmap_figures`).
 
 Torch is imported only when these modules are used; `from mlviz.attribution import compute_cams` works
 lazily.
@@ -15,8 +16,7 @@ _EXPORTS = {
     "attention_rollout": "rollout", "find_target_layer": "layers", "faithfulness": "faithfulness",
     "AttributionResult": "result", "METHODS": "result", "CAM_METHODS": "result",
     "load_model": "load", "load_samples": "load", "load_run": "load",
-    "heatmap_report": "report", "write_heatmaps": "report", "write_run_heatmaps": "report",
-    "HeatmapCallback": "report", "hook_count": "hooks",
+    "HeatmapCallback": "callback", "hook_count": "hooks",
 }
 
 __all__ = sorted(_EXPORTS)

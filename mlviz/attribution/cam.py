@@ -51,7 +51,7 @@ from mlviz.attribution.prepare import (
     resolve_heads,
     target_classes,
 )
-from mlviz.attribution.result import GRADIENT_CAMS, AttributionResult, canonical_method
+from mlviz.attribution.result import GRADIENT_CAMS, AttributionResult, canonical_method, result_of
 from mlviz.errors import MlvizError
 
 
@@ -108,21 +108,6 @@ def _no_gradient_error(layer: TargetLayer, why: str) -> MlvizError:
     return MlvizError(f"no gradient reaches layer '{layer.name}' from the model's output ({why}); choose another "
                       f"layer with target_layer=..., use method='eigencam' or 'scorecam' (CAMs without "
                       f"gradients), or {ALTERNATIVES}")
-
-
-def _empty(maps: np.ndarray) -> np.ndarray:
-    return maps.reshape(maps.shape[0], maps.shape[1], -1).max(axis=2) < 1e-6
-
-
-def _result(prep: Prepared, method: str, is_cam: bool, class_specific: bool, maps: np.ndarray, layer=None,
-            notes=None, params=None) -> AttributionResult:
-    return AttributionResult(
-        method=method, is_cam=is_cam, class_specific=class_specific, maps=maps.astype(np.float32),
-        heads=prep.heads, head_names=prep.head_names, target_classes=prep.classes, target_mode=prep.target_mode,
-        predicted=prep.predicted, probability=prep.probability, target_probability=prep.target_probability,
-        input_shape=tuple(prep.x.shape[1:]), layer=layer.to_json() if layer is not None else None,
-        output_names=list(prep.output_names),
-        empty=_empty(maps), notes=list(notes or []), params=dict(params or {}))
 
 
 def _scale(maps: np.ndarray) -> np.ndarray:
@@ -312,7 +297,7 @@ def compute_cams(model: nn.Module, images, method: str = "gradcam", target_layer
         maps, notes = _library_cams(model, prep, layer, method, batch_size, eigen_smooth)
     if prep.x.ndim == 5:
         notes.append("video: maps are (T, H, W) per clip, scaled over the whole clip, one per frame")
-    return _result(prep, method, True, method != "eigencam", maps, layer, notes,
+    return result_of(prep, method, True, method != "eigencam", maps, layer, notes,
                    {"eigen_smooth": eigen_smooth} if eigen_smooth else {})
 
 
@@ -379,7 +364,7 @@ def occlusion_sensitivity(model: nn.Module, images, targets="predicted", labels=
     scaled = (flat / (flat.max(axis=1, keepdims=True) + 1e-12)).reshape(maps.shape)
     notes = ["occlusion sensitivity: drop in the target class probability when a patch is replaced by "
              f"{'the image mean' if baseline == 'mean' else baseline}; not a CAM"]
-    return _result(prep, "occlusion", False, True, scaled, None, notes,
+    return result_of(prep, "occlusion", False, True, scaled, None, notes,
                    {"patch": p, "stride": st, "baseline": baseline, "max_drop": max_drop})
 
 
@@ -410,5 +395,5 @@ def input_gradients(model: nn.Module, images, targets="predicted", labels=None, 
     maps = np.concatenate(chunks, axis=0)
     n, k = maps.shape[:2]
     scaled = _scale(maps.reshape(n * k, *maps.shape[2:])).reshape(maps.shape)
-    return _result(prep, "input_gradients", False, True, scaled, None,
+    return result_of(prep, "input_gradients", False, True, scaled, None,
                    ["input gradients (saliency): |∂ score / ∂ pixel|, max over channels; not a CAM"])

@@ -165,12 +165,13 @@ def load_mlflow_model(folder: Path, device: str = "cpu") -> LoadedModel:
                          "code; mlviz loads only pt2 (torch.export) MLflow models, or a state dict with "
                          "torch.load(weights_only=True): log with serialization_format='pt2', or log "
                          "checkpoints/model_state.pt + model_config.json")
-    import mlflow.pytorch
     import torch
+
+    from mlviz.store.models import load_pytorch_model
 
     try:
         with _pickle_disallowed():
-            graph = mlflow.pytorch.load_model(str(folder))  # checks the archive is pickle-free, then loads
+            graph = load_pytorch_model(str(folder))  # checks the archive is pickle-free, then loads
             exported = torch.export.load(str(data / "model.pt2"))  # the same, already checked, archive
         model = torch.export.unflatten(exported)  # layers as submodules again, so hooks can see them
     except MlvizError:

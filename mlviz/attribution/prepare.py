@@ -12,11 +12,7 @@ from torch import nn
 from mlviz.attribution.hooks import eval_mode
 from mlviz.attribution.outputs import OutputSpec, describe_output, head_logits, predicted, probabilities
 from mlviz.errors import MlvizError
-
-
-def one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0].strip() if text else type(exc).__name__
+from mlviz.text import first_line as one_line
 
 
 def model_device(model: nn.Module) -> torch.device:

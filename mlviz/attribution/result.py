@@ -93,3 +93,19 @@ class AttributionResult:
             "n_empty_maps": int(self.empty.sum()) if self.empty is not None else None,
             "notes": self.notes, "params": self.params, "faithfulness": self.faithfulness,
         })
+
+
+def _empty(maps: np.ndarray) -> np.ndarray:
+    return maps.reshape(maps.shape[0], maps.shape[1], -1).max(axis=2) < 1e-6
+
+
+def result_of(prep, method: str, is_cam: bool, class_specific: bool, maps: np.ndarray, layer=None,
+            notes=None, params=None) -> AttributionResult:
+    """An AttributionResult of `maps` for the prepared batch `prep` (mlviz.attribution.prepare.Prepared)."""
+    return AttributionResult(
+        method=method, is_cam=is_cam, class_specific=class_specific, maps=maps.astype(np.float32),
+        heads=prep.heads, head_names=prep.head_names, target_classes=prep.classes, target_mode=prep.target_mode,
+        predicted=prep.predicted, probability=prep.probability, target_probability=prep.target_probability,
+        input_shape=tuple(prep.x.shape[1:]), layer=layer.to_json() if layer is not None else None,
+        output_names=list(prep.output_names),
+        empty=_empty(maps), notes=list(notes or []), params=dict(params or {}))

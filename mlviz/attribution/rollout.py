@@ -117,7 +117,7 @@ def attention_rollout(model: nn.Module, images, *, heads=None, head_names=None, 
                       targets="predicted", labels=None):
     """Attention rollout maps, (N, heads, H, W) in [0, 1], the same for every output head (class-agnostic).
     Returned with is_cam=False, class_specific=False."""
-    from mlviz.attribution.cam import _result
+    from mlviz.attribution.result import result_of
 
     prep = prepare(model, images, targets, labels, heads, head_names, batch_size)
     if prep.x.ndim != 4:
@@ -152,6 +152,6 @@ def attention_rollout(model: nn.Module, images, *, heads=None, head_names=None, 
     p, gh, gw, layers = layout
     notes = [f"attention rollout over {layers} attention layers ({head_fusion} over heads, discard ratio "
              f"{discard_ratio}); class-agnostic; not a CAM"]
-    return _result(prep, "attention_rollout", False, False, m, None, notes,
+    return result_of(prep, "attention_rollout", False, False, m, None, notes,
                    {"head_fusion": head_fusion, "discard_ratio": discard_ratio, "token_grid": [gh, gw],
                     "prefix_tokens": p, "attention_layers": layers})

@@ -75,11 +75,8 @@ def suggest(trial) -> dict:
 
 
 def _log_epoch(client, run_id: str, epoch_result, t0: int) -> None:
-    from mlflow.entities import Metric
-
-    ts = t0 + epoch_result.epoch
-    client.log_batch(run_id, metrics=[Metric(k, float(v), ts, epoch_result.epoch)
-                                      for k, v in epoch_result.metrics.items()])
+    client.log(run_id, histories={k: [(epoch_result.epoch, float(v))] for k, v in epoch_result.metrics.items()},
+               timestamp=t0 + epoch_result.epoch)
 
 
 def predictions_frame(task, probs: np.ndarray, epoch: int | None = None) -> pd.DataFrame:
@@ -126,16 +123,25 @@ def contract(task) -> dict:
 
 
 def run_demo(tracking_uri: str, experiment: str | None = None, task_name: str = "multiclass",
-             preset: str = "default", seed: int = 0, replace: bool = False, echo=print) -> DemoOutcome:
+             preset: str = "default", seed: int = 0, replace: bool = False, echo=print,
+             progress: bool = False) -> DemoOutcome:
+    """Train and log the two-stage demo sweep; `progress`: bars for trials and stage-2 runs (a terminal)."""
+    from mlviz.store.write import open_for_writing
+
+    store, writer = open_for_writing(tracking_uri)  # an old-schema store is refused before any training
+    with store:
+        return _run_demo(writer, tracking_uri, experiment, task_name, preset, seed, replace, echo, progress)
+
+
+def _run_demo(client, tracking_uri, experiment, task_name, preset, seed, replace, echo, progress) -> DemoOutcome:
     import optuna
     import torch
-    from mlflow import MlflowClient
-    from mlflow.entities import Param
 
     from mlviz.analysis.selection import select_candidates
     from mlviz.demo.data import load_task
     from mlviz.demo.train import train
-    from mlviz.pipeline import load_sweep
+    from mlviz.publish import progress_bar
+    from mlviz.sections.sweep import load_sweep
 
     cfg = PRESETS[preset]
     experiment = experiment or f"mlviz-demo-{task_name}"
@@ -143,10 +149,8 @@ def run_demo(tracking_uri: str, experiment: str | None = None, task_name: str = 
     torch.set_num_threads(1)  # tiny model: one thread is fastest and makes runs repeatable
     torch.use_deterministic_algorithms(True)
     task = load_task(task_name, seed=seed)
-    client = MlflowClient(tracking_uri)
-    exp = client.get_experiment_by_name(experiment)
-    exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
-    old = client.search_runs([exp_id], filter_string=f"tags.`{DEMO_TAG}` = '1'", max_results=50000)
+    exp_id = client.experiment(experiment)
+    old = client.search([exp_id], filter_string=f"tags.`{DEMO_TAG}` = '1'")
     if old and not replace:
         raise MlvizError(f"experiment '{experiment}' already holds a demo sweep ({len(old)} runs); "
                          "pass --replace to delete it first, or --experiment NAME")
@@ -159,27 +163,30 @@ def run_demo(tracking_uri: str, experiment: str | None = None, task_name: str = 
         t = {**common, **(tags or {})}
         if parent:
             t["mlflow.parentRunId"] = parent
-        return client.create_run(exp_id, run_name=name, tags=t).info.run_id
+        return client.create_run(exp_id, name, t)
 
     # ---------------------------------------------------------------- stage 1
     stage1 = new_run("stage1", tags={"mlviz.stage": "1", **sweep_tags})
     echo(f"stage 1: {cfg.n_trials} Optuna trials × {cfg.stage1_epochs} epochs ({task_name})")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    bar = progress_bar(cfg.n_trials, "stage 1 trials", progress, unit="trial")
 
     def objective(trial):
         params = suggest(trial)
         run_id = new_run(f"trial-{trial.number:03d}", stage1, {"mlviz.stage": "1", "optuna.trial": str(trial.number)})
-        client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()] + [Param("seed", str(seed))])
+        client.log(run_id, params={**params, "seed": seed})
         t0 = int(time.time() * 1000)
         result = train(params, task, cfg.stage1_epochs, seed=seed,
                        on_epoch=lambda e: _log_epoch(client, run_id, e, t0))
-        client.set_terminated(run_id, "FINISHED")
+        client.finish(run_id)
+        bar.update(1)
         value = result.final[OBJECTIVE]
         return value if np.isfinite(value) else 0.0
 
     study.optimize(objective, n_trials=cfg.n_trials)
-    client.set_terminated(stage1, "FINISHED")
+    bar.close()
+    client.finish(stage1)
 
     # ---------------------------------------------------------------- selection
     sweep = load_sweep(tracking_uri, experiment=exp_id, parent_run=stage1, metric=OBJECTIVE, mode="max")
@@ -194,6 +201,7 @@ def run_demo(tracking_uri: str, experiment: str | None = None, task_name: str = 
     param_names = [n for n in sweep.params if n != "seed"]
     best = (-np.inf, None, None, None)
     echo(f"stage 2: {len(picks)} candidates × {len(cfg.seeds)} seeds × {cfg.stage2_epochs} epochs")
+    bar = progress_bar(len(picks) * len(cfg.seeds), "stage 2 runs", progress, unit="run")
     for rank, pick in enumerate(picks, start=1):
         row = by_run.loc[pick["run_id"]]
         params = {n: _native(row[sweep.params[n].column]) for n in param_names}
@@ -201,8 +209,7 @@ def run_demo(tracking_uri: str, experiment: str | None = None, task_name: str = 
             run_id = new_run(f"cand{rank:02d}-seed{s}", stage2, {
                 "mlviz.stage": "2", "mlviz.selection_criterion": pick["criterion"],
                 "mlviz.stage1_run_id": pick["run_id"], "mlviz.stage2_rank": str(rank)})
-            client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()] + [Param("seed", str(s))])
-            client.log_metric(run_id, f"stage1_{OBJECTIVE}", float(pick["score"]))
+            client.log(run_id, params={**params, "seed": s}, metrics={f"stage1_{OBJECTIVE}": float(pick["score"])})
             t0 = int(time.time() * 1000)
             cams = _heatmap_logger(client, run_id, task, cfg.heatmap_every) if s == cfg.seeds[0] else None
 
@@ -213,11 +220,13 @@ def run_demo(tracking_uri: str, experiment: str | None = None, task_name: str = 
 
             result = train(params, task, cfg.stage2_epochs, seed=s, on_epoch=on_epoch)
             _log_predictions(client, run_id, task, result)
-            client.set_terminated(run_id, "FINISHED")
+            client.finish(run_id)
+            bar.update(1)
             if result.final[OBJECTIVE] > best[0]:
                 best = (result.final[OBJECTIVE], run_id, result, params)
-    client.set_terminated(stage2, "FINISHED")
-    _log_best_model(tracking_uri, client, best[1], task, best[2])
+    bar.close()
+    client.finish(stage2)
+    _log_best_model(client, best[1], task, best[2])
     seconds = time.perf_counter() - started
     echo(f"best: run {best[1]} {OBJECTIVE}={best[0]:.4f}; demo took {seconds:.0f} s")
     return DemoOutcome(exp_id, experiment, stage1, stage2, best[1], cfg.n_trials, len(picks) * len(cfg.seeds),
@@ -232,11 +241,11 @@ def _heatmap_logger(client, run_id: str, task, every: int):
     """An on_epoch callback: Grad-CAM of the same validation images at epoch 1 and every `every` epochs, logged as an
     image with the epoch as step, so the MLflow UI's image grid shows how the maps evolve (and compares
     the candidates under one key). None when the attribution extra is not installed."""
-    from mlviz.heatmap_pipeline import attribution_available
+    from mlviz.sections.heatmaps import attribution_available
 
     if attribution_available():
         return None
-    from mlviz.attribution.report import HeatmapCallback
+    from mlviz.attribution.callback import HeatmapCallback
 
     state: dict = {}
 
@@ -246,7 +255,7 @@ def _heatmap_logger(client, run_id: str, task, every: int):
             state["cb"] = HeatmapCallback(
                 e.model, task.x_val[:k], every_n_epochs=1, labels=task.y_val[:k], sample_ids=task.val_ids[:k],
                 head_names=task.head_names, max_images=k,
-                log_fn=lambda epoch, rgb: client.log_image(run_id, rgb, key=HEATMAP_KEY, step=epoch))
+                log_fn=lambda epoch, rgb: client.log_image_steps(run_id, HEATMAP_KEY, [(epoch, rgb)]))
         if e.epoch == 1 or e.epoch % every == 0:
             state["cb"](e.epoch)
 
@@ -284,10 +293,7 @@ def _log_predictions(client, run_id: str, task, result) -> None:
         client.log_artifacts(run_id, str(root))
 
 
-def _log_best_model(tracking_uri: str, client, run_id: str, task, result) -> None:
-    import mlflow
-    import mlflow.pytorch
-
+def _log_best_model(client, run_id: str, task, result) -> None:
     from mlviz.demo.train import embeddings
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -297,9 +303,6 @@ def _log_best_model(tracking_uri: str, client, run_id: str, task, result) -> Non
         meta = predictions_frame(task, result.epochs[-1].probs)
         meta.to_csv(root / "metadata.csv", index=False)
         client.log_artifacts(run_id, str(Path(tmp)))
-    mlflow.set_tracking_uri(tracking_uri)
-    with mlflow.start_run(run_id=run_id):
-        mlflow.pytorch.log_model(result.model, name="model", pip_requirements=["torch"],
-                                 input_example=task.x_val[:2])
-    client.set_tag(run_id, "mlviz.best_model", "1")
-    client.set_terminated(run_id, "FINISHED")
+    client.log_pytorch_model(run_id, result.model, "model", input_example=task.x_val[:2])
+    client.set_tags(run_id, {"mlviz.best_model": "1"})
+    client.finish(run_id)

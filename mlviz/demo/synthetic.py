@@ -81,30 +81,18 @@ def log_synthetic_sweep(
     tracking_uri: str, experiment: str = "synthetic-sweep", n_runs: int = 200, n_steps: int = 0, seed: int = 0
 ) -> str:
     """Log a synthetic sweep (under a `stage1` parent run) into a store; returns the experiment id."""
-    from mlflow import MlflowClient
-    from mlflow.entities import Metric, Param, RunTag
+    from mlviz.store.write import open_for_writing
 
-    client = MlflowClient(tracking_uri)
-    exp = client.get_experiment_by_name(experiment)
-    exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
-    parent = client.create_run(exp_id, run_name="stage1", start_time=1_700_000_000_000)
-    for rec in synthetic_records(n_runs, seed, n_steps):
-        run = client.create_run(
-            exp_id, run_name=rec["run_name"], start_time=rec["start_time"],
-            tags={"mlflow.parentRunId": parent.info.run_id},
-        )
-        ts = rec["start_time"]
-        metrics = []
-        for key, hist in rec.get("histories", {}).items():
-            metrics += [Metric(key, float(v), ts + s, s) for s, v in enumerate(hist)]
-        logged = set(rec.get("histories", {}))
-        metrics += [Metric(k, v, ts, 0) for k, v in rec["metrics"].items() if k not in logged]
-        params = [Param(k, v) for k, v in rec["params"].items()]
-        for i in range(0, max(len(metrics), 1), 1000):
-            client.log_batch(
-                run.info.run_id, metrics=metrics[i : i + 1000], params=params if i == 0 else [],
-                tags=[RunTag("mlviz.synthetic", "1")] if i == 0 else [],
-            )
-        client.set_terminated(run.info.run_id, "FINISHED", end_time=rec["end_time"])
-    client.set_terminated(parent.info.run_id, "FINISHED")
+    store, writer = open_for_writing(tracking_uri)
+    with store:
+        exp_id = writer.experiment(experiment)
+        parent = writer.create_run(exp_id, "stage1", start_time=1_700_000_000_000)
+        for rec in synthetic_records(n_runs, seed, n_steps):
+            run_id = writer.create_run(exp_id, rec["run_name"], {"mlflow.parentRunId": parent},
+                                       start_time=rec["start_time"])
+            writer.log(run_id, metrics=rec["metrics"], params=rec["params"], tags={"mlviz.synthetic": "1"},
+                       histories={k: list(enumerate(map(float, h))) for k, h in rec.get("histories", {}).items()},
+                       timestamp=rec["start_time"])
+            writer.finish(run_id, end_time=rec["end_time"])
+        writer.finish(parent)
     return exp_id

@@ -115,27 +115,37 @@ def draw_roc(ax, r: RocCurves, head: str):
     ax.set_xlabel("false positive rate (1 − specificity)")
     ax.set_ylabel("true positive rate (recall)")
     ax.legend(loc="lower right", fontsize=6.5 if multi else 7.5)
-    title = ""
-    mac = r.macro[r.macro["head"] == head] if len(r.macro) else r.macro
-    if len(mac):
-        m = mac.iloc[0]
-        title = f"macro AUC {_ci(m['auc'], m['auc_low'], m['auc_high'])}"
-    elif not multi and len(summary):
+    title = _macro_title(r, head, "auc")
+    if not title and not multi and len(summary):
         row = summary.iloc[0]
         title = f"{row['class']} vs rest: n+ = {row['n_pos']}, n− = {row['n_neg']}"
     ax.set_title(_head_title(head, title))
 
 
-def plot_roc_curve(r: RocCurves):
+def _per_head(r, draw, height: float, title: str):
+    """One panel per head that has a curve, drawn by `draw(ax, r, head)`; heads left out are noted."""
     heads = [h for h in r.heads if (r.summary["head"] == h).any()]
-    fig, axes = _grid(len(heads), 3 if len(heads) != 4 else 2, 5.2, 5.0)
+    fig, axes = _grid(len(heads), 3 if len(heads) != 4 else 2, 5.2, height)
     for ax, head in zip(axes, heads, strict=True):
-        draw_roc(ax, r, head)
-    multi = len(r.macro) > 0
-    fig.suptitle(f"ROC curve ({r.n_boot} bootstrap resamples; intervals {r.level:.0%}"
-                 + ("; multi-class: one-vs-rest per class, macro = mean)" if multi else ")"))
+        draw(ax, r, head)
+    fig.suptitle(title)
     _note(fig, f"left out (one class only): {', '.join(r.left_out)}" if r.left_out else None)
     return fig
+
+
+def _macro_title(r, head: str, metric: str) -> str:
+    """'macro AUC 0.91 [0.88, 0.93]' for a multi-class head, else ''."""
+    mac = r.macro[r.macro["head"] == head] if len(r.macro) else r.macro
+    if not len(mac):
+        return ""
+    m = mac.iloc[0]
+    return f"macro {metric.upper()} {_ci(m[metric], m[f'{metric}_low'], m[f'{metric}_high'])}"
+
+
+def plot_roc_curve(r: RocCurves):
+    multi = len(r.macro) > 0
+    return _per_head(r, draw_roc, 5.0, f"ROC curve ({r.n_boot} bootstrap resamples; intervals {r.level:.0%}"
+                     + ("; multi-class: one-vs-rest per class, macro = mean)" if multi else ")"))
 
 
 # --------------------------------------------------------------------------- PR
@@ -158,25 +168,15 @@ def draw_pr(ax, r: PrCurves, head: str):
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
     ax.legend(loc="lower left", fontsize=6.5 if multi else 7.5)
-    mac = r.macro[r.macro["head"] == head] if len(r.macro) else r.macro
-    title = ""
-    if len(mac):
-        m = mac.iloc[0]
-        title = f"macro AP {_ci(m['ap'], m['ap_low'], m['ap_high'])}"
-    elif len(summary):
+    title = _macro_title(r, head, "ap")
+    if not title and len(summary):
         title = f"{summary.iloc[0]['class']} vs rest"
     ax.set_title(_head_title(head, title))
 
 
 def plot_precision_recall(r: PrCurves):
-    heads = [h for h in r.heads if (r.summary["head"] == h).any()]
-    fig, axes = _grid(len(heads), 3 if len(heads) != 4 else 2, 5.2, 4.6)
-    for ax, head in zip(axes, heads, strict=True):
-        draw_pr(ax, r, head)
-    fig.suptitle(f"Precision-recall curve (AP: step-wise average precision, {r.level:.0%} bootstrap interval; "
-                 "dotted: the no-skill precision, i.e. the positive rate)")
-    _note(fig, f"left out (one class only): {', '.join(r.left_out)}" if r.left_out else None)
-    return fig
+    return _per_head(r, draw_pr, 4.6, f"Precision-recall curve (AP: step-wise average precision, {r.level:.0%} "
+                     "bootstrap interval; dotted: the no-skill precision, i.e. the positive rate)")
 
 
 # --------------------------------------------------------------------------- metrics vs threshold
@@ -488,7 +488,7 @@ def draw_thumbnail_row(ax, rows: list[dict], images: np.ndarray, colour, ncols: 
         ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest",
                   extent=(x0, x0 + 1, 0, 1))
         if overlays is not None:
-            from mlviz.attribution.overlay import MLVIZ_HEAT
+            from mlviz.render.overlay import MLVIZ_HEAT
 
             cam = np.asarray(overlays[int(row["thumbnail"])], dtype=float)
             ax.imshow(cam, cmap=MLVIZ_HEAT, vmin=0, vmax=1, alpha=np.clip(0.6 * (0.3 + 0.7 * cam), 0, 1),
@@ -564,7 +564,7 @@ def _selection_grid(r: SampleSelection, ncols: int, title: str):
     if getattr(r.pixels, "overlays", None) is not None:
         from matplotlib.cm import ScalarMappable
 
-        from mlviz.attribution.overlay import MLVIZ_HEAT
+        from mlviz.render.overlay import MLVIZ_HEAT
 
         bar = fig.colorbar(ScalarMappable(plt.Normalize(0, 1), MLVIZ_HEAT), ax=fig.axes, shrink=0.6, pad=0.01)
         bar.set_label(r.pixels["overlay"], fontsize=7)

@@ -319,15 +319,7 @@ def plot_dashboard(results: dict):
          if r.pairs else style.empty_axis(ax, "no pair"), "strongest pair"),
         ("top_k_comparison", lambda ax, r: draw_top_k_bars(ax, r), "top runs"),
     ]
-    slots = [grid[0, 0], grid[0, 1], grid[0, 2], grid[1, 0], grid[1, 1:]]
-    for slot, (key, draw, title) in zip(slots, panels, strict=True):
-        ax = fig.add_subplot(slot)
-        result = results.get(key)
-        if result is None:
-            style.empty_axis(ax, f"{title}: not available")
-        else:
-            draw(ax, result)
-            ax.set_title(title)
+    style.draw_panels(fig, [grid[0, 0], grid[0, 1], grid[0, 2], grid[1, 0], grid[1, 1:]], panels, results)
     summary = results.get("_summary", {})
     fig.suptitle(f"Stage 1: {summary.get('n_runs', '?')} runs, objective {summary.get('objective', '?')} "
                  f"({style.direction_word(summary.get('mode', 'max'))}); best {style.fmt(summary.get('best_value'), 4)}")

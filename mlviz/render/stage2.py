@@ -148,12 +148,7 @@ def plot_dashboard(results: dict):
               ("stage2_selection_criterion", draw_criteria, "by selection criterion"),
               ("seed_variance", draw_seed_variance, "seed variance"),
               ("best_config_summary", draw_best_config, "best configuration")]
-    for slot, (key, draw, title) in zip([grid[0, 0], grid[0, 1], grid[1, 0], grid[1, 1]], panels, strict=True):
-        ax = fig.add_subplot(slot)
-        if results.get(key) is None:
-            style.empty_axis(ax, f"{title}: not available")
-        else:
-            draw(ax, results[key])
-            ax.set_title(title if key != "seed_variance" else ax.get_title())
+    style.draw_panels(fig, [grid[0, 0], grid[0, 1], grid[1, 0], grid[1, 1]], panels, results,
+                      keep_titles=("seed_variance",))
     fig.suptitle("Stage 2 summary")
     return fig

@@ -61,3 +61,17 @@ def fmt(v, digits: int = 3) -> str:
     if isinstance(v, float):
         return f"{v:.{digits}g}"
     return str(v)
+
+
+def draw_panels(fig, slots, panels, results: dict, keep_titles=()) -> None:
+    """A dashboard's panels: `panels` as (result key, draw(ax, result), title) into the grid `slots`; a
+    panel whose analysis was skipped says so instead of being left blank."""
+    for slot, (key, draw, title) in zip(slots, panels, strict=True):
+        ax = fig.add_subplot(slot)
+        result = results.get(key)
+        if result is None:
+            empty_axis(ax, f"{title}: not available")
+            continue
+        draw(ax, result)
+        if key not in keep_titles:
+            ax.set_title(title)

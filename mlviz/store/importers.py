@@ -27,8 +27,10 @@ import numpy as np
 import pandas as pd
 
 from mlviz.errors import MlvizError
+from mlviz.text import first_line
 
 IMPORT_TAG = "mlviz.import_key"
+PENDING_TAG = "mlviz.import_pending"
 _METRIC_NAME_RE = re.compile(
     r"(auc|f1|precision|recall|acc|accuracy|loss|error|score|mse|mae|rmse|r2|ap$|brier|ece|nll|improvement)",
     re.IGNORECASE,
@@ -57,6 +59,7 @@ class ImportResult:
     created: int
     skipped_existing: int
     run_ids: dict[str, str]
+    redone: int = 0  # half-written runs of an interrupted import, deleted and imported again
 
 
 def _read_csv(path: Path, required: list[str]) -> pd.DataFrame:
@@ -65,7 +68,7 @@ def _read_csv(path: Path, required: list[str]) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise MlvizError(f"{path} is not a readable CSV ({str(exc).splitlines()[0]})") from None
+        raise MlvizError(f"{path} is not a readable CSV ({first_line(exc)})") from None
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise MlvizError(f"{path.name} lacks the required column(s) {', '.join(missing)} "
@@ -206,7 +209,7 @@ def optuna_study(storage: str, study_name: str, metric: str | None = None) -> li
         try:
             names = optuna.study.get_all_study_names(storage=url)
         except Exception as exc:  # noqa: BLE001 - any storage failure is the user's URL
-            raise MlvizError(f"cannot open Optuna storage {storage}: {str(exc).splitlines()[0]}") from None
+            raise MlvizError(f"cannot open Optuna storage {storage}: {first_line(exc)}") from None
         if study_name not in names:
             raise MlvizError(f"no study named '{study_name}' in {storage} (found: {', '.join(names) or 'none'})")
         study = optuna.load_study(study_name=study_name, storage=url)
@@ -265,39 +268,38 @@ def epoch_run(folder: str | Path, name: str | None = None) -> list[RunSpec]:
 
 
 # --------------------------------------------------------------------------- writing
-def write_runs(tracking_uri: str, experiment: str, runs: list[RunSpec]) -> ImportResult:
-    """Create the runs (parents first); runs whose import key is already there are skipped."""
-    from mlflow import MlflowClient
-    from mlflow.entities import Metric, Param, RunTag
-
-    client = MlflowClient(tracking_uri)
-    exp = client.get_experiment_by_name(experiment)
-    exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
-    existing = {}
-    for r in client.search_runs([exp_id], filter_string=f"tags.`{IMPORT_TAG}` != ''", max_results=50000):
+def write_runs(writer, experiment: str, runs: list[RunSpec]) -> ImportResult:
+    """Create the runs (parents first) through a `mlviz.store.write.Writer`; runs whose import key is
+    already there are skipped. A run carries its key only once it is complete: one left half-written by
+    an interrupted import (tagged `mlviz.import_pending`) is deleted and imported again."""
+    exp_id = writer.experiment(experiment)
+    existing, pending = {}, []
+    for r in writer.search([exp_id], filter_string=f"tags.`{IMPORT_TAG}` != ''"):
         existing[r.data.tags[IMPORT_TAG]] = r.info.run_id
+    for r in writer.search([exp_id], filter_string=f"tags.`{PENDING_TAG}` != ''"):
+        if IMPORT_TAG not in r.data.tags:
+            pending.append(r.info.run_id)
+    for run_id in pending:
+        writer.delete_run(run_id)
     ids = dict(existing)
     created = 0
     now = int(time.time() * 1000)
     for spec in sorted(runs, key=lambda s: s.parent_key is not None):
         if spec.key in existing:
             continue
-        tags = {**spec.tags, IMPORT_TAG: spec.key}
+        tags = {**spec.tags, PENDING_TAG: spec.key}
         if spec.parent_key:
             tags["mlflow.parentRunId"] = ids[spec.parent_key]
         for tag, other in spec.link_tags.items():
             if other in ids:
                 tags[tag] = ids[other]
-        run_id = client.create_run(exp_id, run_name=spec.name, tags=tags, start_time=now + created).info.run_id
+        run_id = writer.create_run(exp_id, spec.name, tags, start_time=now + created)
         ids[spec.key] = run_id
-        metrics = [Metric(k, v, now, s) for k, hist in spec.histories.items() for s, v in hist]
-        metrics += [Metric(k, v, now, 0) for k, v in spec.metrics.items() if k not in spec.histories]
-        params = [Param(k, v[:6000]) for k, v in spec.params.items()]
-        for i in range(0, max(len(metrics), 1), 1000):
-            client.log_batch(run_id, metrics=metrics[i:i + 1000], params=params if i == 0 else [],
-                             tags=[RunTag("mlviz.imported", "1")] if i == 0 else [])
+        writer.log(run_id, metrics=spec.metrics, params=spec.params, tags={"mlviz.imported": "1"},
+                   histories=spec.histories, timestamp=now)
         for path, local in spec.artifacts.items():
-            client.log_artifact(run_id, str(local), artifact_path=path)
-        client.set_terminated(run_id, spec.status, end_time=now + created)
+            writer.log_artifact(run_id, local, artifact_path=path)
+        writer.finish(run_id, spec.status, end_time=now + created)
+        writer.set_tags(run_id, {IMPORT_TAG: spec.key})  # last: only a complete run counts as imported
         created += 1
-    return ImportResult(exp_id, created, len([s for s in runs if s.key in existing]), ids)
+    return ImportResult(exp_id, created, len([s for s in runs if s.key in existing]), ids, len(pending))

@@ -30,7 +30,7 @@ from urllib.parse import unquote, urlparse
 import pandas as pd
 
 from mlviz.errors import MlvizError
-from mlviz.sweep import Exclusion
+from mlviz.text import first_line
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 _RUN_DIR_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -42,11 +42,6 @@ def default_tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "message", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 @dataclass
 class ExperimentInfo:
     experiment_id: str
@@ -55,10 +50,13 @@ class ExperimentInfo:
 
 
 class Store:
-    """A tracking store opened for reading (and, through `client`, for the sink to log into)."""
+    """A tracking store opened for reading (and, through `client`, for `mlviz.store.write.Writer`)."""
 
-    def __init__(self, tracking_uri: str | None = None):
+    def __init__(self, tracking_uri: str | None = None, create: bool = False):
+        """`create`: a missing SQLite file or mlruns folder is made (for commands that write a new store);
+        otherwise it is an error, never a new empty store."""
         self.uri = self._normalise(tracking_uri or default_tracking_uri())
+        self.create = create
         self.kind = self._kind(self.uri)
         self.writable = True
         self.read_only_reason: str | None = None
@@ -113,13 +111,19 @@ class Store:
             if str(path) in (":memory:", ""):
                 raise MlvizError("an in-memory SQLite store holds no runs; pass a file, e.g. sqlite:///mlflow.db")
             if not path.is_file():
-                raise MlvizError(f"no MLflow store at {path} (the SQLite file does not exist)")
+                if not self.create:
+                    raise MlvizError(f"no MLflow store at {path} (the SQLite file does not exist)")
+                if not path.parent.is_dir():
+                    raise MlvizError(f"cannot create the MLflow store {path}: the folder {path.parent} does not exist")
+                return  # MLflow creates it, at the current schema, on first use
             self._check_sqlite_schema(path)
         elif self.kind == "file":
             os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
             root = self._file_root()
             if not root.is_dir():
-                raise MlvizError(f"no MLflow store at {root} (the folder does not exist)")
+                if not self.create:
+                    raise MlvizError(f"no MLflow store at {root} (the folder does not exist)")
+                root.mkdir(parents=True)
             self._trash_existed = (root / ".trash").exists()
             # MLflow's FileStore creates .trash when it is built, and MLflow caches that store per URI: after
             # close() removed the folder, a second open in this process would get the cached store and fail
@@ -182,7 +186,7 @@ class Store:
             finally:
                 con.close()
         except sqlite3.DatabaseError as exc:
-            raise MlvizError(f"{path} is not an MLflow SQLite store ({_first_line(exc)})") from None
+            raise MlvizError(f"{path} is not an MLflow SQLite store ({first_line(exc)})") from None
         if "runs" not in tables or "experiments" not in tables:
             raise MlvizError(f"{path} is not an MLflow SQLite store (no runs/experiments tables)")
         from mlflow.store.db.utils import _get_latest_schema_revision
@@ -211,12 +215,6 @@ class Store:
         if resp.status_code >= 400 and resp.status_code != 404:
             raise MlvizError(f"the tracking server at {self.uri} answered HTTP {resp.status_code} to /health")
 
-    def writer(self):
-        """The client the sink logs with; refuses when writing would change more than asked."""
-        if not self.writable:
-            raise MlvizError(f"will not log into {self.uri}: {self.read_only_reason}")
-        return self.client
-
     def close(self) -> None:
         """Undo what merely opening the store did (a temp copy, an empty `.trash` folder)."""
         if self._tempdir:
@@ -240,7 +238,7 @@ class Store:
         try:
             return fn(*args, **kwargs)
         except MlflowException as exc:
-            raise MlvizError(_first_line(exc)) from None
+            raise MlvizError(first_line(exc)) from None
 
     def experiments(self) -> list[ExperimentInfo]:
         exps = self._call(self.read_client.search_experiments)
@@ -284,7 +282,7 @@ class Store:
     # ------------------------------------------------------------------ runs
     def run_records(
         self, experiment_ids: Sequence[str], filter_string: str = ""
-    ) -> tuple[list[dict], list[Exclusion]]:
+    ) -> tuple[list[dict], list[tuple[str, str]]]:
         """All runs of the experiments (deleted ones too, so they can be counted) as plain records."""
         from mlflow.entities import ViewType
 
@@ -321,8 +319,9 @@ class Store:
         unreadable = self._unreadable_runs(experiment_ids, {r["run_id"] for r in records}, filter_string)
         return records, unreadable
 
-    def _unreadable_runs(self, experiment_ids, seen: set[str], filter_string: str) -> list[Exclusion]:
-        """Run folders of a file store that MLflow could not read (it skips them with a warning)."""
+    def _unreadable_runs(self, experiment_ids, seen: set[str], filter_string: str) -> list[tuple[str, str]]:
+        """(run folder, why) for run folders of a file store that MLflow could not read (it skips them
+        with a warning)."""
         if self.kind != "file" or filter_string:
             return []
         out = []
@@ -331,7 +330,7 @@ class Store:
             for folder in (root / str(exp_id)).iterdir() if (root / str(exp_id)).is_dir() else []:
                 if folder.is_dir() and _RUN_DIR_RE.match(folder.name) and folder.name not in seen:
                     why = "meta.yaml missing" if not (folder / "meta.yaml").exists() else "meta.yaml invalid"
-                    out.append(Exclusion(folder.name, None, f"unreadable: {why}"))
+                    out.append((folder.name, f"unreadable: {why}"))
         return out
 
     # ------------------------------------------------------------------ artifacts
@@ -365,7 +364,7 @@ class Store:
         try:
             return Path(self.read_client.download_artifacts(run_id, path, str(dst)))
         except Exception as exc:  # noqa: BLE001
-            raise MlvizError(f"cannot download '{path}' of run {run_id}: {_first_line(exc)}") from None
+            raise MlvizError(f"cannot download '{path}' of run {run_id}: {first_line(exc)}") from None
 
     # ------------------------------------------------------------------ histories
     def histories(self, run_ids: Sequence[str], keys: Iterable[str], workers: int = 8, progress=None) -> pd.DataFrame:

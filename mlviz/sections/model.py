@@ -19,14 +19,13 @@ import numpy as np
 import pandas as pd
 
 from mlviz.errors import MlvizError
+from mlviz.publish import IntoRun, ToFolder, publish
+from mlviz.report import Report
+from mlviz.store.write import Writer
+from mlviz.text import first_line
 
 DEFAULT_PREDICTIONS = ("predictions/val_predictions.csv", "predictions/val_predictions.parquet",
                        "val_predictions.csv", "predictions.csv", "predictions.parquet")
-SECTIONS = ("best_model", "training_progress", "heatmaps")
-# Also logged as images of the MLflow UI's image grid, so candidates' diagnostics sit side by side there.
-GRID_FIGURES = ("best_model/roc_curve.png", "best_model/precision_recall.png", "best_model/calibration.png",
-                "best_model/confusion_matrix.png", "best_model/case_gallery.png", "heatmaps/gradcam_error_gallery.png",
-                "best_model/regression_predicted_vs_true.png")
 
 
 @dataclass
@@ -58,7 +57,7 @@ def read_table(path: Path) -> pd.DataFrame:
     try:
         return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
     except Exception as exc:  # noqa: BLE001 - any parse failure is the user's file
-        raise MlvizError(f"cannot read predictions {path.name}: {str(exc).splitlines()[0]}") from None
+        raise MlvizError(f"cannot read predictions {path.name}: {first_line(exc)}") from None
 
 
 def load_images(path: Path | None) -> np.ndarray | None:
@@ -72,8 +71,8 @@ def analyse_run_predictions(folder: Path, final: str, per_epoch: str | None, col
                             images: np.ndarray | None = None, options: dict | None = None):
     """Pure step on downloaded files: predictions (and per-epoch ones) → the diagnostics report."""
     from mlviz.analysis.predictions import predictions_from_frame
-    from mlviz.diagnostics import analyse_predictions
-    from mlviz.pipeline import Report
+    from mlviz.figures import as_report
+    from mlviz.figures.model import analyse_predictions
 
     contract = None
     contract_path = (folder / final).parent / "contract.json"
@@ -87,57 +86,55 @@ def analyse_run_predictions(folder: Path, final: str, per_epoch: str | None, col
             per = predictions_from_frame(per_frame, column_map=column_map, contract=contract)
     results, captions, renderers, skipped, headline = analyse_predictions(preds, per_epoch=per, images=images,
                                                                           options=options)
-    return Report(None, results, captions, renderers, skipped), headline, preds
+    report = as_report("best_model", results, captions, renderers, skipped)
+    report.metrics = headline
+    return report, headline, preds
 
 
-def _heatmaps(store, run_id: str, paths: list[str], root: Path, options: dict, report=None, preds=None,
-              images: np.ndarray | None = None) -> tuple[list[dict], list[dict]]:
-    """The heatmaps/ section of the run into root/mlviz/heatmaps: (figures, skipped). Never raises for
-    a run without a model or without torch: that is a skipped figure with its reason. When the CAM
-    cannot be computed, options["fallback"] (e.g. occlusion) is drawn instead, labelled as what it is.
-    With the report, its case gallery and hardest samples get the same method's maps over their images."""
-    from mlviz.heatmap_pipeline import (
+def _heatmaps(store, run_id: str, paths: list[str], tmp: Path, options: dict, report: Report | None = None,
+              preds=None, images: np.ndarray | None = None) -> Report:
+    """The heatmaps/ section of the run. Never raises for a run without a model or without torch: that is
+    a skipped figure with its reason. When the CAM cannot be computed, options["fallback"] (e.g.
+    occlusion) is drawn instead, labelled as what it is. With the report, its case gallery and hardest
+    samples get the same method's maps over their images."""
+    from mlviz.sections.heatmaps import (
         SECTION,
         attribution_available,
         fetch_inputs,
-        figures_of,
-        heatmaps_into,
+        heatmaps_report,
         model_artifacts,
     )
 
     def skip(reason):
-        return [], [{"section": SECTION, "figure": "heatmaps", "reason": reason}]
+        return Report("heatmaps", skipped=[{"section": SECTION, "figure": "heatmaps", "reason": reason}])
 
     if model_artifacts(paths, options.get("factory")) is None:
         return skip("the run logged no model (checkpoints/model_state.pt + model_config.json, or MLmodel)")
     why = attribution_available()
     if why:
         return skip(why)
-    folder = root / "mlviz" / SECTION
     try:
-        src = fetch_inputs(store, run_id, paths, root.parent / "attribution-inputs", options)
+        src = fetch_inputs(store, run_id, paths, tmp / "attribution-inputs", options)
     except MlvizError as exc:
         return skip(str(exc))
     used = options
     try:
-        summary = heatmaps_into(store, run_id, paths, folder, options, src=src)
-        extra = []
+        cams = heatmaps_report(store, run_id, paths, options, src=src)
     except MlvizError as exc:
         fallback = options.get("fallback")
         if not fallback or fallback == options.get("method"):
             return skip(str(exc))
-        shutil.rmtree(folder, ignore_errors=True)
         used = {**options, "method": fallback, "faithfulness_methods": None}
         try:
-            summary = heatmaps_into(store, run_id, paths, folder, used, src=src)
+            cams = heatmaps_report(store, run_id, paths, used, src=src)
         except MlvizError as exc2:
             return skip(f"{exc}; the fallback {fallback} failed too: {exc2}")
         method = options.get("method") or "gradcam"
-        extra = [{"section": SECTION, "figure": method,
-                  "reason": f"{exc}; drew {summary['attribution']['label']} instead"}]
+        cams.skip(SECTION, method, f"{exc}; drew {cams.summary['attribution']['label']} instead")
     if report is not None and images is not None:
-        extra += _overlay_selections(report, preds, images, src, used)
-    return figures_of(summary), summary["skipped"] + extra
+        cams.skipped += _overlay_selections(report, preds, images, src, used)
+    cams.tags = {}
+    return cams
 
 
 THUMBNAIL_SIDE = 96
@@ -189,7 +186,7 @@ def _thumbnails_from_paths(report, preds, store, run_id: str, paths: list[str], 
 def _overlay_selections(report, preds, images: np.ndarray, src: Path, options: dict) -> list[dict]:
     """Maps over the thumbnails of best_model/case_gallery and hardest_samples (for the predicted class
     of each sample's head); a failure leaves the thumbnails plain and says why."""
-    from mlviz.heatmap_pipeline import sample_maps
+    from mlviz.sections.heatmaps import sample_maps
 
     skipped = []
     idx_all = preds.image_indices(len(images)) if preds is not None else None
@@ -211,18 +208,19 @@ def _overlay_selections(report, preds, images: np.ndarray, src: Path, options: d
 
 def best_model(run_id: str, tracking_uri: str | None = None, out: str | Path | None = None,
                predictions: str | None = None, column_map=None, options: dict | None = None,
-               store=None, echo=print, heatmaps: dict | None = None) -> ModelOutcome:
+               store=None, echo=print, heatmaps: dict | None = None, related: list | None = None) -> ModelOutcome:
     """Diagnostics of one run's predictions, logged into that run (or written to `out`).
 
-    `heatmaps`: options of the heatmaps/ section (see mlviz.heatmap_pipeline.DEFAULTS) to add it to the
-    same run and index.html; None leaves it out."""
-    from mlviz.pipeline import render_report
+    `heatmaps`: options of the heatmaps/ section (see mlviz.sections.heatmaps.DEFAULTS) to add it to the
+    same run and index.html; None leaves it out. `related`: reports to link from its index.html."""
     from mlviz.store.read import Store
 
     own = store is None
     store = store or Store(tracking_uri)
     tmp = Path(tempfile.mkdtemp(prefix="mlviz-model-"))
     try:
+        if out is None:
+            Writer(store)  # refuse before computing anything when the store cannot be written
         record = store.run(run_id)
         paths = store.artifact_paths(run_id)
         final, per_epoch = find_predictions(paths, predictions)
@@ -240,51 +238,18 @@ def best_model(run_id: str, tracking_uri: str | None = None, out: str | Path | N
         report, headline, preds = analyse_run_predictions(src, final, per_epoch, column_map, images, options)
         if images is None:
             report.skipped.extend(_thumbnails_from_paths(report, preds, store, run_id, paths, tmp / "images"))
-        summary = {"run": {"run_id": run_id, "run_name": record["run_name"], "experiment_id": record["experiment_id"],
-                           "predictions": final, "per_epoch_predictions": per_epoch, "images": image_path},
-                   "headline_metrics": headline}
-        more: list[dict] = []
+        report.summary = {"run": {"run_id": run_id, "run_name": record["run_name"],
+                                  "experiment_id": record["experiment_id"], "predictions": final,
+                                  "per_epoch_predictions": per_epoch, "images": image_path},
+                          "headline_metrics": headline}
+        report.tags = {"mlviz.diagnostics": "best_model"}
+        report.related = list(related or [])
         if heatmaps is not None:
-            more, skipped = _heatmaps(store, run_id, paths, tmp / "render", heatmaps, report, preds, images)
-            report.skipped.extend(skipped)
-        folder = render_report(report, tmp / "render", summary, more_figures=more)
-        made = json.loads((folder / "summary.json").read_text())
-        if out is not None:
-            dest = Path(out) / "mlviz"
-            dest.mkdir(parents=True, exist_ok=True)
-            for section in SECTIONS:
-                shutil.rmtree(dest / section, ignore_errors=True)
-                if (folder / section).exists():
-                    shutil.copytree(folder / section, dest / section)
-            shutil.copy2(folder / "summary.json", dest / "best_model_summary.json")
-            shutil.copy2(folder / "index.html", dest / ("index.html" if not (dest / "index.html").exists()
-                                                        else "best_model_index.html"))
-            where = str(dest)
-        else:
-            from mlviz.store import sink
-
-            client = store.writer()
-            for section in SECTIONS:
-                sink.log_section(client, run_id, folder / section, section) if (folder / section).exists() else None
-            sink.log_section(client, run_id, _index_only(folder, tmp), "", metrics=headline,
-                             tags={"mlviz.diagnostics": "best_model"})
-            sink.log_grid_images(client, run_id, [folder / f for f in GRID_FIGURES if (folder / f).exists()])
-            where = f"run {run_id}"
-        echo(f"best-model diagnostics of run {run_id}: {len(made['figures_made'])} figures written to {where}")
-        for s in made["figures_skipped"]:
-            echo(f"  skipped {s['section']}/{s['figure']}: {s['reason']}")
-        return ModelOutcome(run_id, Path(out) / "mlviz" if out else None, made["figures_made"],
-                            made["figures_skipped"], headline)
+            report.extend(_heatmaps(store, run_id, paths, tmp, heatmaps, report, preds, images))
+        dest = ToFolder(out) if out is not None else IntoRun(store, run_id)
+        done = publish(report, dest, echo=echo, headline=f"best-model diagnostics of run {run_id}")
+        return ModelOutcome(run_id, done.folder, done.made, done.skipped, headline)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         if own:
             store.close()
-
-
-def _index_only(folder: Path, tmp: Path) -> Path:
-    """A folder holding just the run's index.html and summary (logged at mlviz/)."""
-    top = tmp / "top"
-    top.mkdir(exist_ok=True)
-    shutil.copy2(folder / "index.html", top / "index.html")
-    shutil.copy2(folder / "summary.json", top / "best_model_summary.json")
-    return top

@@ -1,26 +1,29 @@
-"""The figure registry: what each figure is, which analysis and renderer make it, what it needs.
-
-`visualize` walks this list in order: a figure whose analysis raises `NotApplicable` is recorded as
-skipped with its reason. Adding a figure is an analysis function, a renderer and one entry here.
-Renderers are named as `module:function` strings so that importing the registry costs nothing.
-"""
+"""The stage1/ and stage2/ figures of a sweep: the registry table and the context its analyses read."""
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlviz.figures import FigureSpec
 from mlviz.sweep import Sweep
 
 
 @dataclass
+class SweepOptions:
+    """The options every sweep figure may read, typed in one place."""
+
+    n_boot: int = 500
+    seed: int = 0
+    top_k: int = 10
+
+
+@dataclass
 class Context:
-    """What an analysis may use: the sweep, the options, and the results computed before it."""
+    """What a sweep analysis may use: the sweep, the options, and the results computed before it."""
 
     sweep: Sweep
-    options: dict = field(default_factory=dict)
+    options: SweepOptions = field(default_factory=SweepOptions)
     results: dict[str, Any] = field(default_factory=dict)  # registry key → result (or dict of results)
     histories: Any = None  # long table (run_id, key, step, value) of the runs that need curves, or None
     _stages: dict[int, Sweep] = field(default_factory=dict)
@@ -34,46 +37,9 @@ class Context:
         imp = self.results.get("parameter_importance")
         return list(imp.params) if imp is not None else None
 
-
-@dataclass(frozen=True)
-class FigureSpec:
-    section: str
-    key: str  # registry key; also the file stem unless `compute` names several files
-    caption: str
-    needs: str
-    compute: Callable[[Context], Any]
-    renderer: str  # "module:function" taking the result and returning a matplotlib Figure
-    many: bool = False  # compute returns {file stem: result}
-
-    def render(self, result):
-        module, func = self.renderer.split(":")
-        return getattr(importlib.import_module(module), func)(result)
-
-    def outputs(self, result) -> dict[str, Any]:
-        return dict(result) if self.many else {self.key: result}
-
-
-def compute_all(specs, ctx, on_step: Callable[[str], None] | None = None) -> tuple[dict, dict, dict, list[dict]]:
-    """Run each spec's analysis in order on `ctx` (any context with a `results` dict, which later specs
-    read). Returns (results, captions, renderers, skipped), keyed by (section, file stem); a spec whose
-    analysis raises NotApplicable is skipped with its reason."""
-    from mlviz.analysis import NotApplicable
-
-    results, captions, renderers, skipped = {}, {}, {}, []
-    for spec in specs:
-        if on_step:
-            on_step(f"{spec.section}/{spec.key}")
-        try:
-            result = spec.compute(ctx)
-        except NotApplicable as exc:
-            skipped.append({"section": spec.section, "figure": spec.key, "reason": str(exc)})
-            continue
-        ctx.results[spec.key] = result
-        for stem, item in spec.outputs(result).items():
-            results[(spec.section, stem)] = item
-            captions[(spec.section, stem)] = spec.caption
-            renderers[(spec.section, stem)] = spec
-    return results, captions, renderers, skipped
+    @property
+    def boot(self) -> dict:
+        return {"n_boot": self.options.n_boot, "seed": self.options.seed}
 
 
 def _stage1(ctx: Context) -> Sweep:
@@ -88,16 +54,15 @@ def _stage1(ctx: Context) -> Sweep:
 def _importance(ctx):
     from mlviz.analysis.stage1 import parameter_importance
 
-    o = ctx.options
-    return parameter_importance(_stage1(ctx), n_boot=o.get("n_boot", 500), seed=o.get("seed", 0))
+    return parameter_importance(_stage1(ctx), **ctx.boot)
 
 
 def _heatmaps(ctx):
-    from mlviz.analysis.stage1 import heatmaps, safe_name
+    from mlviz.analysis.stage1 import heatmaps
+    from mlviz.text import safe_name
 
     s = _stage1(ctx)
-    result = heatmaps(s, params=ctx.importance_order(), n_boot=ctx.options.get("n_boot", 500),
-                      seed=ctx.options.get("seed", 0))
+    result = heatmaps(s, params=ctx.importance_order(), **ctx.boot)
     return {f"heatmaps_{safe_name(s.objective)}": result}
 
 
@@ -116,7 +81,7 @@ def _effects(ctx):
 def _top_k(ctx):
     from mlviz.analysis.stage1 import top_k
 
-    return top_k(_stage1(ctx), k=ctx.options.get("top_k", 10))
+    return top_k(_stage1(ctx), k=ctx.options.top_k)
 
 
 def _distributions(ctx):
@@ -164,7 +129,7 @@ def _dashboard(ctx):
 def _agreement(ctx):
     from mlviz.analysis.stage2 import stage_agreement
 
-    return stage_agreement(ctx.sweep, n_boot=ctx.options.get("n_boot", 500), seed=ctx.options.get("seed", 0))
+    return stage_agreement(ctx.sweep, **ctx.boot)
 
 
 def _criteria(ctx):
@@ -193,7 +158,8 @@ def _stage2_sweep(ctx) -> Sweep:
 
 def _hyperparams(ctx):
     from mlviz.analysis import NotApplicable
-    from mlviz.analysis.stage1 import parameter_effects, safe_name
+    from mlviz.analysis.stage1 import parameter_effects
+    from mlviz.text import safe_name
 
     s2 = _stage2_sweep(ctx)
     if not s2.varied_params:
@@ -204,7 +170,7 @@ def _hyperparams(ctx):
 def _interactions(ctx):
     from mlviz.analysis.stage1 import heatmaps
 
-    return heatmaps(_stage2_sweep(ctx), n_boot=ctx.options.get("n_boot", 500), seed=ctx.options.get("seed", 0))
+    return heatmaps(_stage2_sweep(ctx), **ctx.boot)
 
 
 def _best_config(ctx):
@@ -253,7 +219,8 @@ REGISTRY: list[FigureSpec] = [
     FigureSpec(STAGE1, "optimization_history", "The objective in run order with the best-so-far line.",
                "one run", _history, f"{R1}:plot_optimization_history"),
     FigureSpec(STAGE1, "stage1_summary_dashboard", "The key panels of the stage-1 analysis on one page.",
-               "any stage-1 panel", _dashboard, f"{R1}:plot_dashboard"),
+               "any stage-1 panel", _dashboard, f"{R1}:plot_dashboard",
+               grid_key="mlviz_stage1_summary_dashboard"),
     FigureSpec(STAGE2, "stage2_quick_vs_full",
                "Stage-1 score against stage-2 score per candidate with y = x, Spearman ρ and Kendall τ with "
                "bootstrap intervals, top-k overlap, the regret of picking by the stage-1 score; improvement histogram.",
@@ -273,5 +240,6 @@ REGISTRY: list[FigureSpec] = [
     FigureSpec(STAGE2, "best_config_summary", "The best configuration and its scores.",
                "stage-2 runs", _best_config, f"{R2}:plot_best_config"),
     FigureSpec(STAGE2, "stage2_summary_dashboard", "The key panels of the stage-2 analysis on one page.",
-               "any stage-2 panel", _dashboard2, f"{R2}:plot_dashboard"),
+               "any stage-2 panel", _dashboard2, f"{R2}:plot_dashboard",
+               grid_key="mlviz_stage2_summary_dashboard"),
 ]

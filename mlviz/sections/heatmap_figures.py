@@ -9,31 +9,25 @@ Entry points:
 - `heatmap_report(model, images, labels, sample_ids, predictions=None, method=...)` → (results, faithfulness,
   skipped), `results[("heatmaps", stem)] = (data, make_figure)`, `make_figure()` returning the Figure and
   `mlviz.analysis.stats.to_jsonable(data)` the JSON beside it;
-- `write_heatmaps(folder, model, images, ...)`: the PNG + JSON files in a folder (for sink.log_section);
-- `write_run_heatmaps(run_dir, folder, ...)`: the same from a run's downloaded artifact folder;
-- `HeatmapCallback`: maps every N epochs during training, handed to a log function as an RGB image.
+- `heatmap_figures(model, images, ...)`: the same as a `mlviz.report.Report` for `mlviz.publish`;
+- `run_heatmap_figures(run_dir, ...)`: the same from a run's downloaded artifact folder.
 """
 
 from __future__ import annotations
 
-import json
-import re
-import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
+from mlviz.analysis.stats import to_jsonable
 from mlviz.attribution.result import AttributionResult, canonical_method
 from mlviz.errors import MlvizError
+from mlviz.report import Figure, Report
+from mlviz.text import safe_name
 
 SECTION = "heatmaps"
 MAX_JSON_MAP = 64
 SCALE_NOTE = "each map is scaled to [0, 1] on its own: 0 = its lowest, 1 = its highest attribution"
-
-
-def safe_name(value) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(value)).strip("_") or "x"
 
 
 def _json_map(m: np.ndarray) -> tuple[list, list[int]]:
@@ -173,9 +167,9 @@ def _report(model, images, labels=None, sample_ids=None, predictions=None, metho
             targets="predicted", heads=None, head_names=None, class_names=None, faithfulness_methods=None,
             faithfulness_samples: int = 16, opacity: float = 0.6, cmap: str = "mlviz_heat", gallery_size: int = 8,
             max_figures: int = 64, denormalize=None, batch_size: int = 16, seed: int = 0, result=None):
-    from mlviz.attribution import overlay
     from mlviz.attribution.cam import compute_cams
     from mlviz.attribution.prepare import as_images
+    from mlviz.render import overlay
 
     x = as_images(images).cpu().numpy()
     n = len(x)
@@ -331,39 +325,27 @@ def heatmap_report(model, images, labels=None, sample_ids=None, predictions=None
     return results, faith, skipped
 
 
-def write_heatmaps(folder, model, images, labels=None, sample_ids=None, predictions=None, method: str = "gradcam",
-                   *, threads: int | None = None, **kw) -> dict:
-    """Write every heatmaps/ figure as PNG + JSON into `folder` (keywords as heatmap_report; `threads`: torch
-    intra-op threads while computing, None to leave as is). Returns a summary: files written, skipped
-    figures with reasons, faithfulness per method, the attribution's description, captions."""
-    import matplotlib.pyplot as plt
-
-    from mlviz.analysis.stats import to_jsonable
+def heatmap_figures(model, images, labels=None, sample_ids=None, predictions=None, method: str = "gradcam",
+                    *, threads: int | None = None, **kw) -> Report:
+    """The heatmaps/ section as figures-as-data (keywords as heatmap_report; `threads`: torch intra-op
+    threads while computing, None to leave as is). `report.summary` holds the faithfulness per method and
+    the attribution's description."""
     from mlviz.attribution.hooks import torch_threads
 
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
     with torch_threads(threads):
         results, faith, skipped, r = _report(model, images, labels, sample_ids, predictions, method, **kw)
-    files = []
-    for (_, stem), (data, make) in results.items():
-        fig = make()
-        try:
-            fig.savefig(out / f"{stem}.png")
-        finally:
-            plt.close(fig)
-        (out / f"{stem}.json").write_text(json.dumps(to_jsonable(data), indent=1, allow_nan=False), encoding="utf-8")
-        files += [f"{stem}.png", f"{stem}.json"]
-    return {"folder": str(out), "section": SECTION, "files": files, "skipped": skipped,
-            "faithfulness": to_jsonable(faith), "attribution": r.summary(),
-            "captions": {stem: data.caption for (_, stem), (data, _) in results.items()}}
+    figures = [Figure(SECTION, stem, data.caption, data, make,
+                      grid_key="mlviz_gradcam_error_gallery" if stem == "gradcam_error_gallery" else None)
+               for (_, stem), (data, make) in results.items()]
+    return Report("heatmaps", figures, skipped, summary={"faithfulness": to_jsonable(faith),
+                                                         "attribution": r.summary()})
 
 
-def write_run_heatmaps(run_dir, folder, *, method: str = "gradcam", n: int = 8, select: str = "balanced",
-                       seed: int = 0, images=None, device: str = "cpu", threads: int | None = None,
-                       factory: str | None = None, config: dict | None = None, **kw) -> dict:
-    """Load a run's model and `n` of its images (see mlviz.attribution.load.load_run) and write the
-    heatmaps/ section into `folder`."""
+def run_heatmap_figures(run_dir, *, method: str = "gradcam", n: int = 8, select: str = "balanced",
+                        seed: int = 0, images=None, device: str = "cpu", threads: int | None = None,
+                        factory: str | None = None, config: dict | None = None, **kw) -> Report:
+    """Load a run's model and `n` of its images (see mlviz.attribution.load.load_run) from its downloaded
+    artifact folder, and make the heatmaps/ section."""
     from mlviz.attribution.hooks import torch_threads
     from mlviz.attribution.load import load_run
 
@@ -372,88 +354,10 @@ def write_run_heatmaps(run_dir, folder, *, method: str = "gradcam", n: int = 8, 
                                    factory=factory, config=config)
     kw.setdefault("head_names", samples.head_names)
     kw.setdefault("class_names", samples.class_names)
-    summary = write_heatmaps(folder, loaded.model, samples.images, samples.labels, samples.sample_ids,
+    report = heatmap_figures(loaded.model, samples.images, samples.labels, samples.sample_ids,
                              samples.predicted, method, seed=seed, threads=threads, **kw)
-    summary["model"] = {"source": loaded.source, "path": loaded.path, "factory": loaded.factory,
-                        "notes": loaded.notes}
-    summary["samples"] = {"source": samples.source, "selection": samples.selection, "n": len(samples),
-                          "sample_ids": [str(s) for s in samples.sample_ids], "notes": samples.notes}
-    return summary
-
-
-class HeatmapCallback:
-    """Maps for a fixed set of images every `every_n_epochs` epochs, drawn as one samples × outputs grid
-    and handed to `log_fn(epoch, rgb_uint8_image)` (e.g. sink.log_image_steps with the epoch as step).
-
-    Call it at the end of each epoch (`callback(epoch)` or `callback.on_epoch_end(epoch)`); it acts when
-    `epoch % every_n_epochs == 0`. It leaves the model as it found it: train/eval mode restored, no hooks,
-    parameters' .grad untouched (gradients are taken with torch.autograd.grad, not backward()). A failure
-    is a warning (training goes on) unless on_error="raise".
-    """
-
-    def __init__(self, model, images, every_n_epochs: int = 1, log_fn=None, *, method: str = "gradcam",
-                 target_layer=None, targets="predicted", labels=None, heads=None, head_names=None,
-                 sample_ids=None, opacity: float = 0.6, cmap: str = "mlviz_heat", denormalize=None,
-                 max_images: int = 8, on_error: str = "warn"):
-        from mlviz.attribution.prepare import as_images
-
-        self.model = model
-        self.images = as_images(images)[:max_images]
-        self.every = int(every_n_epochs)
-        self.log_fn = log_fn
-        self.method = canonical_method(method)
-        self.kw = {"target_layer": target_layer, "targets": targets, "heads": heads, "head_names": head_names,
-                   "labels": None if labels is None else np.asarray(labels)[:max_images]}
-        self.ids = [str(s) for s in (sample_ids if sample_ids is not None else range(len(self.images)))][:max_images]
-        self.opacity, self.cmap, self.denormalize, self.on_error = opacity, cmap, denormalize, on_error
-        self.logged: list[int] = []
-        self.errors: list[str] = []
-
-    def render(self, epoch: int) -> np.ndarray:
-        from mlviz.attribution import overlay
-        from mlviz.attribution.cam import compute_cams
-        from mlviz.attribution.prepare import model_device
-
-        x = self.images.to(model_device(self.model))
-        r = compute_cams(self.model, x, self.method, **self.kw)
-        xs = self.images.cpu().numpy()
-        imgs, cams, empty = [], [], []
-        for i in range(len(xs)):
-            row_i, row_c, row_e = [], [], []
-            for j in range(len(r.heads)):
-                cam, img = r.maps[i, j], xs[i]
-                if r.is_video:
-                    t = int(np.argmax(cam.reshape(cam.shape[0], -1).sum(1)))
-                    cam, img = cam[t], img[:, t]
-                row_i.append(overlay.image_for_display(img, self.denormalize))
-                row_c.append(cam)
-                row_e.append(bool(r.empty[i, j]))
-            imgs.append(row_i)
-            cams.append(row_c)
-            empty.append(row_e)
-        labels = self.kw["labels"]
-        lab = None if labels is None else np.asarray(labels).reshape(len(xs), -1)
-        rows = [f"#{self.ids[i]}: " + ("" if lab is None else "true " + ",".join(str(int(v)) for v in lab[i]) + " / ")
-                + "pred " + ",".join(str(int(p)) for p in r.predicted[i]) for i in range(len(xs))]
-        fig = overlay.plot_grid(imgs, cams, row_titles=rows, col_titles=r.head_names,
-                                title=f"{r.label} · epoch {epoch}", cmap=self.cmap, opacity=self.opacity,
-                                empty=empty)
-        return overlay.figure_to_rgb(fig)
-
-    def __call__(self, epoch: int) -> np.ndarray | None:
-        if self.every <= 0 or epoch % self.every != 0:
-            return None
-        try:
-            rgb = self.render(epoch)
-        except MlvizError as exc:
-            if self.on_error == "raise":
-                raise
-            self.errors.append(f"epoch {epoch}: {exc}")
-            warnings.warn(f"heatmaps at epoch {epoch} skipped: {exc}", stacklevel=2)
-            return None
-        self.logged.append(epoch)
-        if self.log_fn is not None:
-            self.log_fn(epoch, rgb)
-        return rgb
-
-    on_epoch_end = __call__
+    report.summary["model"] = {"source": loaded.source, "path": loaded.path, "factory": loaded.factory,
+                               "notes": loaded.notes}
+    report.summary["samples"] = {"source": samples.source, "selection": samples.selection, "n": len(samples),
+                                 "sample_ids": [str(s) for s in samples.sample_ids], "notes": samples.notes}
+    return report

@@ -1,7 +1,7 @@
 """One run's attribution heatmaps: the run's model and images → CAMs → figures → logged into that run.
 
-`run_heatmaps` is what `mlviz heatmaps` calls; `model_pipeline.best_model` calls `heatmaps_into` so that
-the best model's diagnostics and heatmaps share one run and one index.html. Only the artifacts the
+`run_heatmaps` is what `mlviz heatmaps` calls; `mlviz.sections.model.best_model` adds `heatmaps_report` to
+its own report so that the best model's diagnostics and heatmaps share one run and one index.html. Only the artifacts the
 attribution needs are downloaded: the model (a state dict + `model_config.json`, or an MLflow PyTorch
 model folder), `data/val_images.npz` and the predictions with their `contract.json` (to pick correct and
 misclassified samples). Torch is imported only here, when heatmaps are asked for.
@@ -9,12 +9,14 @@ misclassified samples). Torch is imported only here, when heatmaps are asked for
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from pathlib import Path
 
 from mlviz.errors import MlvizError
+from mlviz.publish import IntoRun, ToFolder, publish
+from mlviz.report import Report
+from mlviz.store.write import Writer
 
 SECTION = "heatmaps"
 STATE_FILES = ("checkpoints/model_state.pt", "checkpoints/model_state.pth", "checkpoints/state_dict.pt",
@@ -63,14 +65,12 @@ def fetch_inputs(store, run_id: str, paths: list[str], dest: Path, options: dict
     return dest
 
 
-def heatmaps_into(store, run_id: str, paths: list[str], folder: Path, options: dict | None = None,
-                  src: Path | None = None) -> dict:
-    """Write the heatmaps/ figures of the run into `folder` (from `src`, what fetch_inputs downloaded,
-    or downloaded here into a temporary folder).
-
-    Returns write_run_heatmaps' summary (files, skipped, faithfulness, captions, model, samples). Raises
-    MlvizError with the reason when the run has no model or the maps cannot be computed."""
-    from mlviz.attribution.report import write_run_heatmaps
+def heatmaps_report(store, run_id: str, paths: list[str], options: dict | None = None,
+                    src: Path | None = None) -> Report:
+    """The heatmaps/ section of the run as figures-as-data (from `src`, what fetch_inputs downloaded, or
+    downloaded here into a temporary folder). Raises MlvizError with the reason when the run has no model
+    or the maps cannot be computed."""
+    from mlviz.sections.heatmap_figures import run_heatmap_figures
 
     o = {**DEFAULTS, **{k: v for k, v in (options or {}).items() if v is not None}}
     tmp = None
@@ -79,12 +79,14 @@ def heatmaps_into(store, run_id: str, paths: list[str], folder: Path, options: d
         src = fetch_inputs(store, run_id, paths, tmp / "src", o)
     try:
         kw = {k: o[k] for k in ("target_layer", "targets", "faithfulness_methods", "opacity", "cmap")}
-        return write_run_heatmaps(src, folder, method=o["method"], n=int(o["n"]), select=o["select"],
-                                  seed=int(o["seed"]), images=o["images"], threads=o["threads"],
-                                  factory=o["factory"], config=o["config"], **kw)
+        report = run_heatmap_figures(src, method=o["method"], n=int(o["n"]), select=o["select"],
+                                     seed=int(o["seed"]), images=o["images"], threads=o["threads"],
+                                     factory=o["factory"], config=o["config"], **kw)
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+    report.tags["mlviz.heatmaps"] = report.summary["attribution"]["method"]
+    return report
 
 
 def sample_maps(src: Path, images, heads: list[str], options: dict | None = None) -> tuple[object, str]:
@@ -110,20 +112,11 @@ def sample_maps(src: Path, images, heads: list[str], options: dict | None = None
     return r.maps[np.arange(len(cols)), cols], r.label
 
 
-def figures_of(summary: dict) -> list[dict]:
-    """heatmaps_into's summary as the figure list of index.html."""
-    return [{"section": SECTION, "file": f"mlviz/{SECTION}/{stem}.png", "caption": caption}
-            for stem, caption in summary["captions"].items()]
-
-
 def run_heatmaps(run_id: str, tracking_uri: str | None = None, out: str | Path | None = None,
                  options: dict | None = None, store=None, echo=print) -> dict:
-    """`mlviz heatmaps`: the heatmaps/ section of one run, logged into that run (or written to `out`).
-
-    Logged as `mlviz/heatmaps/` with `mlviz/heatmaps_summary.json` and a page of its own,
-    `mlviz/heatmaps_index.html` (the run's `index.html`, if best-model wrote one, is left as it is)."""
-    from mlviz.analysis.stats import to_jsonable
-    from mlviz.render.html import write_index
+    """`mlviz heatmaps`: the heatmaps/ section of one run, logged into that run (or written to `out`), with
+    `mlviz/heatmaps_summary.json` and a page of its own, `mlviz/heatmaps_index.html` (the run's
+    `index.html`, if best-model wrote one, is left as it is). Returns the summary."""
     from mlviz.store.read import Store
 
     why = attribution_available()
@@ -131,42 +124,16 @@ def run_heatmaps(run_id: str, tracking_uri: str | None = None, out: str | Path |
         raise MlvizError(f"heatmaps need PyTorch and grad-cam: {why}")
     own = store is None
     store = store or Store(tracking_uri)
-    tmp = Path(tempfile.mkdtemp(prefix="mlviz-heatmaps-"))
     try:
+        if out is None:
+            Writer(store)  # refuse before computing anything when the store cannot be written
         record = store.run(run_id)
-        root = tmp / "render"
-        summary = heatmaps_into(store, run_id, store.artifact_paths(run_id), root / "mlviz" / SECTION, options)
-        summary["run"] = {"run_id": run_id, "run_name": record["run_name"], "experiment_id": record["experiment_id"]}
-        summary["figures_skipped"] = summary.pop("skipped")
-        (root / "mlviz" / "heatmaps_summary.json").write_text(json.dumps(to_jsonable(summary), indent=1),
-                                                              encoding="utf-8")
-        index = write_index(root, figures_of(summary), {"run": {**summary["run"], "predictions": None},
-                                                        "figures_skipped": summary["figures_skipped"]})
-        index.rename(index.with_name("heatmaps_index.html"))
-        if out is not None:
-            dest = Path(out) / "mlviz"
-            dest.mkdir(parents=True, exist_ok=True)
-            shutil.rmtree(dest / SECTION, ignore_errors=True)
-            for item in (root / "mlviz").iterdir():
-                (shutil.copytree if item.is_dir() else shutil.copy2)(item, dest / item.name)
-            where = str(dest)
-        else:
-            from mlviz.store import sink
-
-            client = store.writer()
-            sink.log_section(client, run_id, root / "mlviz" / SECTION, SECTION)
-            top = tmp / "top"
-            top.mkdir()
-            for name in ("heatmaps_summary.json", "heatmaps_index.html"):
-                shutil.copy2(root / "mlviz" / name, top / name)
-            sink.log_section(client, run_id, top, "", tags={"mlviz.heatmaps": summary["attribution"]["method"]})
-            where = f"run {run_id}"
-        n_png = sum(f.endswith(".png") for f in summary["files"])
-        echo(f"heatmaps of run {run_id}: {n_png} figures ({summary['attribution']['label']}) written to {where}")
-        for s in summary["figures_skipped"]:
-            echo(f"  skipped {s['section']}/{s['figure']}: {s['reason']}")
-        return summary
+        report = heatmaps_report(store, run_id, store.artifact_paths(run_id), options)
+        report.summary["run"] = {"run_id": run_id, "run_name": record["run_name"],
+                                 "experiment_id": record["experiment_id"]}
+        label = report.summary["attribution"]["label"]
+        dest = ToFolder(out) if out is not None else IntoRun(store, run_id)
+        return publish(report, dest, echo=echo, headline=f"heatmaps of run {run_id} ({label})").summary
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
         if own:
             store.close()

@@ -1,0 +1,1 @@
+"""Sections: inputs (a sweep, a run, several runs) → figures-as-data (mlviz.report.Report) → mlviz.publish."""

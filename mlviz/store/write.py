@@ -1,0 +1,278 @@
+"""The only code that writes to MLflow, and the guards that keep a user's store as it was.
+
+`Writer(store)` refuses before anything is touched when writing would change the store beyond what was
+asked (an SQLite store with an older schema, which MLflow would migrate in place; a file store MLflow
+cannot search). Every command that writes — analysis runs, figures logged into a model's run,
+`select --tag`, the importers, the demo and the synthetic sweep — goes through it.
+
+Analysis runs: the run `mlflow run` started (MLFLOW_RUN_ID), or the run of the same kind and selection
+key (so running again replaces rather than duplicates), or a new one. Its `mlviz.fingerprint` tag says
+"incomplete" from before the old figures are deleted until the new ones have landed, so an interrupted
+upload is redone next time rather than taken as up to date.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from mlviz.errors import MlvizError
+from mlviz.text import first_line
+
+INCOMPLETE = "incomplete"
+IMAGE_KEY_PREFIX = "mlviz_"
+
+
+@dataclass
+class Target:
+    run_id: str | None  # None: a new run will be created
+    up_to_date: bool
+    reused: bool
+
+
+class Writer:
+    """Writes to the store a `mlviz.store.read.Store` opened; refuses stores that writing would change
+    beyond what was asked (see `Store.writable`)."""
+
+    def __init__(self, store):
+        if not store.writable:
+            raise MlvizError(f"will not log into {store.uri}: {store.read_only_reason}")
+        self.store = store
+        self.client = store.client
+
+    # ------------------------------------------------------------------ experiments and runs
+    def experiment(self, name: str, artifact_location: str | None = None) -> str:
+        """The id of the experiment with this name, created when missing; either way it is marked as
+        model training for the MLflow UI unless the user said otherwise."""
+        exp = self.client.get_experiment_by_name(name)
+        if exp is not None and exp.lifecycle_stage == "deleted":
+            raise MlvizError(f"experiment '{name}' is deleted; restore it or choose another name")
+        exp_id = exp.experiment_id if exp else self.client.create_experiment(name, artifact_location=artifact_location)
+        self.mark_model_training(exp_id)
+        return exp_id
+
+    def mark_model_training(self, experiment_id: str) -> None:
+        try:
+            from mlviz.store.ui import mark_model_training
+        except ImportError:
+            return
+        mark_model_training(self.client, experiment_id)
+
+    def create_run(self, experiment_id: str, run_name: str | None = None, tags: dict | None = None,
+                   start_time: int | None = None) -> str:
+        return self.client.create_run(experiment_id, run_name=run_name, tags=tags or {},
+                                      start_time=start_time).info.run_id
+
+    def log(self, run_id: str, metrics: dict[str, float] | None = None, params: dict[str, str] | None = None,
+            tags: dict[str, str] | None = None, histories: dict[str, list[tuple[int, float]]] | None = None,
+            timestamp: int | None = None) -> None:
+        """Metrics (last values, and histories as (step, value) pairs), params and tags, in batches."""
+        from mlflow.entities import Metric, Param, RunTag
+
+        now = timestamp or int(time.time() * 1000)
+        items = [Metric(k, float(v), now, s) for k, hist in (histories or {}).items() for s, v in hist]
+        items += [Metric(k, float(v), now, 0) for k, v in (metrics or {}).items() if k not in (histories or {})]
+        ps = [Param(k, str(v)[:6000]) for k, v in (params or {}).items()]
+        ts = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+        for i in range(0, max(len(items), 1), 1000):
+            first = i == 0
+            self.client.log_batch(run_id, metrics=items[i:i + 1000], params=ps if first else [],
+                                  tags=ts if first else [])
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        self.log(run_id, tags=tags)
+
+    def finish(self, run_id: str, status: str = "FINISHED", end_time: int | None = None) -> None:
+        self.client.set_terminated(run_id, status, end_time=end_time)
+
+    def delete_run(self, run_id: str) -> None:
+        self.client.delete_run(run_id)
+
+    def search(self, experiment_ids: list[str], filter_string: str, max_results: int = 50000, order_by=None):
+        return self.client.search_runs(experiment_ids, filter_string=filter_string, max_results=max_results,
+                                       order_by=order_by)
+
+    # ------------------------------------------------------------------ artifacts
+    def log_artifacts(self, run_id: str, folder: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifacts(run_id, str(folder), artifact_path=artifact_path)
+
+    def log_artifact(self, run_id: str, file: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(run_id, str(file), artifact_path=artifact_path)
+
+    def artifact_paths(self, run_id: str, folder: str = "") -> list[str]:
+        return self.store.artifact_paths(run_id, folder)
+
+    def _repo(self, run_id: str):
+        """The run's artifact repository, resolved against the client's own tracking URI (an
+        `mlflow-artifacts:/` location means "the server this client talks to", not the default store)."""
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        return get_artifact_repository(self.client.get_run(run_id).info.artifact_uri,
+                                       tracking_uri=self.client.tracking_uri)
+
+    def delete_artifacts(self, run_id: str, paths: Iterable[str]) -> None:
+        """Remove earlier files so a figure that no longer applies does not linger; stores that cannot
+        delete keep them (the new ones overwrite them by name)."""
+        paths = list(paths)
+        if not paths:
+            return
+        repo = self._repo(run_id)
+        for p in paths:
+            try:
+                repo.delete_artifacts(p)
+            except (NotImplementedError, OSError):
+                pass
+            except Exception as exc:  # noqa: BLE001 - an artifact that is already gone
+                if "not found" not in str(exc).lower() and "no such" not in str(exc).lower():
+                    raise
+
+    def log_images(self, run_id: str, grid: list[tuple[str, Path]]) -> None:
+        """Figures as images of the MLflow UI's image grid, one key each at step 0 (the same key in every
+        run, so up to 10 runs show side by side), replacing that key's earlier images in the run."""
+        from PIL import Image
+
+        if not grid:
+            return
+        keys = {key for key, _ in grid}
+        old = [p for p in self.store.artifact_paths(run_id, "images")
+               if Path(p).name.split("+step+")[0] in keys]
+        self.delete_artifacts(run_id, old)
+        for key, png in grid:
+            with Image.open(png) as img:
+                self.client.log_image(run_id, img.convert("RGB"), key=key, step=0)
+
+    def log_image_steps(self, run_id: str, key: str, images: list[tuple[int, object]]) -> None:
+        """Images (PIL or HxWx3 uint8 arrays) under one key with the step slider of the MLflow UI's image
+        grid, e.g. heatmaps per epoch."""
+        for step, image in images:
+            self.client.log_image(run_id, image, key=key, step=int(step))
+
+    def log_tables(self, run_id: str, tables: dict) -> None:
+        """Small tables the MLflow UI can sort and compare across runs (mlflow.log_table), as
+        mlviz/tables/<name>.json."""
+        existing = set(self.store.artifact_paths(run_id, "mlviz/tables")) if tables else set()
+        for name, frame in tables.items():
+            path = f"mlviz/tables/{name}.json"
+            self.delete_artifacts(run_id, [path] if path in existing else [])  # log_table would append
+            self.client.log_table(run_id, data=frame, artifact_file=path)
+
+    def log_pytorch_model(self, run_id: str, model, name: str = "model", input_example=None) -> None:
+        import mlflow
+        import mlflow.pytorch
+
+        previous = mlflow.get_tracking_uri()
+        mlflow.set_tracking_uri(self.store.uri)
+        try:
+            with mlflow.start_run(run_id=run_id):
+                mlflow.pytorch.log_model(model, name=name, pip_requirements=["torch"], input_example=input_example)
+        finally:
+            mlflow.set_tracking_uri(previous)
+
+    # ------------------------------------------------------------------ reports
+    def find_analysis(self, experiment_id: str, kind: str, selection_key: str, fingerprint: str) -> Target:
+        """Where an analysis goes, and whether it is already there with the same fingerprint."""
+        from mlflow.exceptions import MlflowException
+
+        active = os.environ.get("MLFLOW_RUN_ID")
+        if active:
+            try:
+                run = self.client.get_run(active)
+            except MlflowException:
+                raise MlvizError(f"MLFLOW_RUN_ID={active} is not a run of this tracking store") from None
+            return Target(active, run.data.tags.get("mlviz.fingerprint") == fingerprint, True)
+        found = self.client.search_runs(
+            [experiment_id],
+            filter_string=f"tags.`mlviz.analysis` = '{kind}' and tags.`mlviz.selection_key` = '{selection_key}'",
+            max_results=5, order_by=["attributes.start_time DESC"])
+        if not found:
+            return Target(None, False, False)
+        run = found[0]
+        return Target(run.info.run_id, run.data.tags.get("mlviz.fingerprint") == fingerprint, True)
+
+    def log_analysis(self, root: Path, *, experiment_id: str, kind: str, run_name: str, selection_key: str,
+                     fingerprint: str, target: Target | None, tags: dict, metrics: dict,
+                     grid: list[tuple[str, Path]], tables: dict) -> str:
+        """Log root/mlviz/** into the analysis run of this selection (replacing its earlier figures)."""
+        self._check_artifact_location(experiment_id)
+        target = target or self.find_analysis(experiment_id, kind, selection_key, fingerprint)
+        tags = {**tags, "mlviz.analysis": kind, "mlviz.selection_key": selection_key}
+        managed = not os.environ.get("MLFLOW_RUN_ID")
+        if target.run_id is None:
+            run_id = self.create_run(experiment_id, run_name, {**tags, "mlviz.fingerprint": INCOMPLETE})
+        else:
+            run_id = target.run_id
+            self.set_tags(run_id, {"mlviz.fingerprint": INCOMPLETE})
+            top = self.store.artifact_paths(run_id, "mlviz")
+            images = [p for p in self.store.artifact_paths(run_id, "images")
+                      if Path(p).name.startswith(IMAGE_KEY_PREFIX)]
+            self.delete_artifacts(run_id, (["mlviz"] if top else []) + images)
+        self.mark_model_training(experiment_id)
+        try:
+            self.log_artifacts(run_id, root)
+            self.log_images(run_id, grid)
+            self.log_tables(run_id, tables)
+            self.log(run_id, metrics=metrics, tags=tags)
+            self.set_tags(run_id, {"mlviz.fingerprint": fingerprint})
+        except BaseException:
+            if managed:
+                self.finish(run_id, "FAILED")
+            raise
+        if managed:
+            self.finish(run_id, "FINISHED")
+        return run_id
+
+    def log_into_run(self, root: Path, run_id: str, *, sections: list[str], top: list[str], tags: dict,
+                     metrics: dict, grid: list[tuple[str, Path]], tables: dict) -> None:
+        """Log root/mlviz/<section>/ for each section (replacing that section's earlier files) and the
+        report's top-level files into an existing run."""
+        self.mark_model_training(self.client.get_run(run_id).info.experiment_id)
+        existing = set(self.store.artifact_paths(run_id, "mlviz"))
+        stale = [f"mlviz/{s}" for s in sections if any(p.startswith(f"mlviz/{s}/") for p in existing)]
+        self.delete_artifacts(run_id, stale)
+        for section in sections:
+            if (root / "mlviz" / section).is_dir():
+                self.log_artifacts(run_id, root / "mlviz" / section, f"mlviz/{section}")
+        for name in top:
+            self.log_artifact(run_id, root / "mlviz" / name, "mlviz")
+        self.log_images(run_id, grid)
+        self.log_tables(run_id, tables)
+        if metrics or tags:
+            self.log(run_id, metrics=metrics, tags=tags)
+
+    def _check_artifact_location(self, experiment_id: str) -> None:
+        """Refuse to create directories for a store written on another machine (e.g. /home/someone/...)."""
+        location = self.client.get_experiment(experiment_id).artifact_location
+        parsed = urlparse(location)
+        if parsed.scheme not in ("", "file"):
+            return
+        path = Path(unquote(parsed.path))
+        existing = next((p for p in (path, *path.parents) if p.exists()), Path(path.anchor))
+        # A location under a user's home folder that is missing here (/home/someone/... with no /home/someone)
+        # was written on another machine. One whose parent folder exists (/tmp/mlruns before its first
+        # artifact) is simply not created yet, and MLflow creates it with the first artifact.
+        home_roots = {Path(path.anchor), Path("/home"), Path("/Users"), Path.home().parent}
+        if existing in home_roots:
+            raise MlvizError(
+                f"the experiment's artifact location {location} does not exist on this machine "
+                "(the store was written elsewhere); use --out DIR to write the figures to a folder"
+            )
+
+
+def open_for_writing(tracking_uri: str | None):
+    """A Store that may be created (a new SQLite file or mlruns folder: what the user asked for) and its
+    Writer; an existing store that writing would change is refused before anything is touched."""
+    from mlviz.store.read import Store
+
+    store = Store(tracking_uri, create=True)
+    try:
+        return store, Writer(store)
+    except BaseException:
+        store.close()
+        raise
+
+
+__all__ = ["Writer", "Target", "open_for_writing", "first_line", "INCOMPLETE", "IMAGE_KEY_PREFIX"]
