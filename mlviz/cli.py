@@ -415,16 +415,11 @@ def import_epochs(folder, tracking_uri, experiment, name):
 
 def _add_commands() -> None:
     """Commands that live in their own modules (each imports only click at the top)."""
-    import importlib
+    from mlviz.commands.compare import compare
+    from mlviz.commands.explore import explore
 
-    for module, names in (("embed", ("embed",)), ("explore", ("explore",)), ("compare", ("compare",))):
-        try:
-            mod = importlib.import_module(f"mlviz.commands.{module}")
-        except ImportError:
-            continue
-        for name in names:
-            if hasattr(mod, name):
-                main.add_command(getattr(mod, name))
+    for command in (compare, explore):
+        main.add_command(command)
 
 
 _add_commands()

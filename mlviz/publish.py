@@ -290,6 +290,9 @@ def publish(report: Report, dest, echo: Callable[[str], None] = print, progress:
                                     tables=report.tables)
                 where = f"run {run_id}"
             folder = None
+            experiment_id = dest.experiment_id if isinstance(dest, AnalysisRun) else \
+                dest.store.run(run_id)["experiment_id"]
+            where += "\n  " + ui_address(dest.store.uri, run_id, experiment_id, f"mlviz/{index_name}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     echo(closing_lines(headline or report.kind, len(made), skipped, where, time.perf_counter() - started,
@@ -312,10 +315,22 @@ def _into_folder(src: Path, dest: Path, sections: list[str], top: list[str]) -> 
 
 
 # --------------------------------------------------------------------------- what the user reads
+def ui_address(tracking_uri: str, run_id: str, experiment_id: str, page: str) -> str:
+    """Where the report opens in the MLflow UI (as model training, not the GenAI overview)."""
+    from mlviz.store.ui import run_url, ui_base
+
+    base = ui_base(tracking_uri)
+    if base:
+        return f"open: {run_url(base, run_id, experiment_id, page)}"
+    return (f"open: {run_url('http://127.0.0.1:5000', run_id, experiment_id, page)} "
+            f"(after `mlflow ui --backend-store-uri {tracking_uri}`)")
+
+
 def closing_lines(what: str, made: int, skipped: list[dict], where: str, seconds: float,
                   notes: list[str] = ()) -> str:
     """'<what>: N figures written to <where> in S s', then notes and the skipped figures grouped by reason."""
-    lines = [f"{what}: {made} figures written to {where} in {seconds:.1f} s"]
+    where, _, address = where.partition("\n")
+    lines = [f"{what}: {made} figures written to {where} in {seconds:.1f} s"] + ([address] if address else [])
     lines += [f"  {note}" for note in notes]
     grouped: dict[tuple[str, str], list[str]] = {}
     for s in skipped:

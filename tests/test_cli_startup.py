@@ -18,7 +18,8 @@ def test_help_imports_no_heavy_library():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True).stdout
     loaded, _, help_text = out.partition("\n")
     assert loaded == "[]", f"imported at start-up: {loaded}"
-    for command in ("visualize", "best-model", "heatmaps", "demo", "select", "import", "synthetic-sweep"):
+    for command in ("visualize", "best-model", "heatmaps", "demo", "select", "import", "synthetic-sweep", "compare",
+                    "explore"):
         assert command in help_text, command
 
 
@@ -27,6 +28,7 @@ def test_every_command_has_help():
 
     from mlviz.cli import main
 
-    for command in ("visualize", "best-model", "heatmaps", "demo", "select", "synthetic-sweep", "import"):
+    for command in ("visualize", "best-model", "heatmaps", "demo", "select", "synthetic-sweep", "import", "compare",
+                    "explore"):
         r = CliRunner().invoke(main, [command, "--help"])
         assert r.exit_code == 0 and "Usage:" in r.output, (command, r.output)

@@ -124,3 +124,18 @@ def test_integer_parameters_are_checked_by_mlviz(store, tmp_path):
                    "-P", f"experiment={SYNTHETIC_EXPERIMENT}", "-P", "n_boot=lots")
     assert p.returncode != 0
     assert "mlviz: error: " in p.stderr and "n-boot" in p.stderr
+
+
+def test_compare_entry_point_logs_into_the_run_mlflow_created(demo_by_entry_point, tmp_path):
+    d = demo_by_entry_point
+    client = d["client"]
+    stage2 = client.search_runs([d["experiment_id"]], filter_string="tags.`mlviz.stage` = '2'", max_results=100)
+    candidates = [r.info.run_id for r in stage2 if r.info.run_name != "stage2"][:2]
+    before = {r.info.run_id for r in client.search_runs([d["experiment_id"]], max_results=1000)}
+    p = mlflow_run(d["uri"], tmp_path, "-e", "compare", "--experiment-name", "mlviz-demo-binary",
+                   "-P", f"runs={','.join(candidates)}", "-P", "n_boot=50")
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    new = [r for r in client.search_runs([d["experiment_id"]], max_results=1000) if r.info.run_id not in before]
+    assert len(new) == 1 and new[0].data.tags["mlviz.analysis"] == "compare"
+    assert set(new[0].data.tags["mlviz.compared_runs"].split(",")) == set(candidates)
+    assert new[0].data.metrics["mlviz.compare.n_runs"] == 2

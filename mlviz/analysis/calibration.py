@@ -103,7 +103,7 @@ class _Target:
     float32: bool = False
 
 
-def _targets(head: HeadView) -> tuple[_Target, list[_Target]]:
+def calibration_targets(head: HeadView) -> tuple[_Target, list[_Target]]:
     if head.kind == "binary":
         p, y = head.scores.astype(float), head.y.astype(float)
         main = _Target("positive class", p, y)
@@ -176,7 +176,7 @@ def calibration_analysis(preds: Predictions, n_bins: int = 15, n_boot: int = 100
         raise NotApplicable("the scores are not probabilities (they leave [0, 1]), so calibration does not apply")
     bins, metrics, targets = [], [], {}
     for head in preds.heads():
-        main, classwise = _targets(head)
+        main, classwise = calibration_targets(head)
         targets[head.name] = main.name
         n = len(main.conf)
         ew = equal_width_bins(main.conf, n_bins, main.float32)
@@ -193,7 +193,7 @@ def calibration_analysis(preds: Predictions, n_bins: int = 15, n_boot: int = 100
                             for t, i in zip(classwise, cw_idx, strict=True)]))
         brier, nll = _sklearn_point(head)
         point = {"ece": ece, "ece_equal_mass": ece_m, "mce": mce, "classwise_ece": cw, "brier": brier, "nll": nll}
-        boot = _bootstrap(main, classwise, ew, em, cw_idx, n_bins, head, n_boot, seed) if n_boot and n > 1 else {}
+        boot = bootstrap_calibration(main, classwise, ew, em, cw_idx, n_bins, head, n_boot, seed) if n_boot and n > 1 else {}
         for name in METRICS:
             lo, hi = interval(boot[name], level) if name in boot else (None, None)
             metrics.append({"head": head.name, "metric": name, "value": point[name], "low": lo, "high": hi})
@@ -201,7 +201,7 @@ def calibration_analysis(preds: Predictions, n_bins: int = 15, n_boot: int = 100
                        pd.DataFrame(metrics), n_boot, level)
 
 
-def _bootstrap(main: _Target, classwise: list[_Target], ew, em, cw_idx, n_bins, head, n_boot, seed) -> dict:
+def bootstrap_calibration(main: _Target, classwise: list[_Target], ew, em, cw_idx, n_bins, head, n_boot, seed) -> dict:
     """All six metrics on the same resamples; per-bin sums are one matrix product per chunk of resamples."""
     W = n_bins + 1
     n = len(main.conf)

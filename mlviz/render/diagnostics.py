@@ -128,7 +128,7 @@ def _per_head(r, draw, height: float, title: str):
     fig, axes = _grid(len(heads), 3 if len(heads) != 4 else 2, 5.2, height)
     for ax, head in zip(axes, heads, strict=True):
         draw(ax, r, head)
-    fig.suptitle(title)
+    style.suptitle(fig, title)
     _note(fig, f"left out (one class only): {', '.join(r.left_out)}" if r.left_out else None)
     return fig
 

@@ -75,3 +75,13 @@ def draw_panels(fig, slots, panels, results: dict, keep_titles=()) -> None:
         draw(ax, result)
         if key not in keep_titles:
             ax.set_title(title)
+
+
+def suptitle(fig, text: str, fontsize: float | None = None):
+    """A figure title wrapped to the figure's width, so a long one is never cut off at the sides."""
+    import textwrap
+
+    size = fontsize or plt.rcParams["figure.titlesize"]
+    size = size if isinstance(size, (int, float)) else 12
+    chars = max(20, int(fig.get_figwidth() / (0.55 * size / 72)))
+    return fig.suptitle("\n".join(textwrap.wrap(text, chars)), fontsize=size)

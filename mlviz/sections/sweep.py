@@ -179,7 +179,12 @@ def visualize_sweep(selection: RunSelection, out: str | Path | None = None, opti
                        "mlviz.selection": json.dumps(selection_summary)[:5000]}
         report.metrics = {"mlviz.n_runs": len(sweep.runs), "mlviz.n_excluded": len(sweep.excluded),
                           f"mlviz.best.{sweep.objective}": float(best[METRIC_PREFIX + sweep.objective].iloc[0])}
-        report.related = [Related("best model's report", best_model_id, exp.experiment_id)]
+        from mlviz.sections.model import find_predictions
+
+        model_report = options.get("best_model", True) and \
+            find_predictions(store.artifact_paths(best_model_id))[0] is not None
+        if model_report:
+            report.related = [Related("best model's report", best_model_id, exp.experiment_id)]
         report.notes = [f"note: {n}" for n in sweep.notes]
         counts = sweep.exclusion_counts()
         if counts:
@@ -187,8 +192,10 @@ def visualize_sweep(selection: RunSelection, out: str | Path | None = None, opti
         report.metrics["mlviz.n_figures"] = sum(f.draw is not None for f in report.figures)
         outcome = publish(report, dest, echo=echo, progress=progress,
                           headline=f"analysed {len(sweep.runs)} runs of objective '{sweep.objective}' ({sweep.mode})")
-        if options.get("best_model", True):
+        if model_report:
             _best_model_of_sweep(store, best_model_id, out, options, echo, outcome.run_id, exp.experiment_id)
+        elif options.get("best_model", True):
+            echo(f"  best model: run {best_model_id} logged no predictions, so no best_model/ section")
     return Outcome(outcome.run_id, outcome.folder, False, outcome.summary)
 
 
@@ -196,11 +203,8 @@ def _best_model_of_sweep(store, best_id: str, out, options: dict, echo, analysis
                          experiment_id: str) -> None:
     """Diagnostics (and heatmaps, when it logged a model) for the sweep's best run (stage 2 if there is
     one), when it logged predictions. options["heatmaps"]: False for none, or heatmap options."""
-    from mlviz.sections.model import best_model, find_predictions
+    from mlviz.sections.model import best_model
 
-    if find_predictions(store.artifact_paths(best_id))[0] is None:
-        echo(f"  best model: run {best_id} logged no predictions, so no best_model/ section")
-        return
     cams = options.get("heatmaps", {})
     cams = None if cams is False else {"fallback": "occlusion", "seed": options.get("seed", 0), **(cams or {})}
     related = [Related("the sweep's analysis", analysis_run, experiment_id)] if analysis_run else []
