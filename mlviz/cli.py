@@ -171,9 +171,11 @@ def _column_map(task, label, scores, score_prefix, prediction, positive_class, g
 @click.option("--n-boot", default=1000, show_default=True, help="Bootstrap resamples for intervals.")
 @click.option("--heatmaps/--no-heatmaps", default=True, show_default=True,
               help="Also the heatmaps/ section when the run logged a model (needs the attribution extra).")
+@click.option("--image-root", default=None, help="The only folder from which local images named by the "
+              "predictions are read (relative paths resolve under it); otherwise only the run's artifacts.")
 def best_model_command(tracking_uri, run_id, experiment, parent_run, metric, mode, top_k, predictions, task, label,
                        scores, score_prefix, prediction, positive_class, group_columns, rename, columns_json, out,
-                       n_boot, heatmaps):
+                       n_boot, heatmaps, image_root):
     """Diagnostics of a model's predictions (ROC, PR, calibration, slices, ...), logged into its own run."""
     from mlviz.errors import MlvizError
     from mlviz.sections.model import best_model
@@ -200,7 +202,7 @@ def best_model_command(tracking_uri, run_id, experiment, parent_run, metric, mod
             target = None if out is None else (out if len(run_ids) == 1 else f"{out}/{i + 1:02d}-{rid[:8]}")
             best_model(rid, store=store, out=target, predictions=predictions, column_map=cmap,
                        options={"n_boot": n_boot}, echo=click.echo,
-                       heatmaps={"fallback": "occlusion"} if heatmaps else None)
+                       heatmaps={"fallback": "occlusion"} if heatmaps else None, image_root=image_root or None)
 
 
 @main.command()
@@ -416,9 +418,10 @@ def import_epochs(folder, tracking_uri, experiment, name):
 def _add_commands() -> None:
     """Commands that live in their own modules (each imports only click at the top)."""
     from mlviz.commands.compare import compare
+    from mlviz.commands.embed import embed
     from mlviz.commands.explore import explore
 
-    for command in (compare, explore):
+    for command in (compare, embed, explore):
         main.add_command(command)
 
 

@@ -19,7 +19,7 @@ def test_help_imports_no_heavy_library():
     loaded, _, help_text = out.partition("\n")
     assert loaded == "[]", f"imported at start-up: {loaded}"
     for command in ("visualize", "best-model", "heatmaps", "demo", "select", "import", "synthetic-sweep", "compare",
-                    "explore"):
+                    "embed", "explore"):
         assert command in help_text, command
 
 
@@ -29,6 +29,6 @@ def test_every_command_has_help():
     from mlviz.cli import main
 
     for command in ("visualize", "best-model", "heatmaps", "demo", "select", "synthetic-sweep", "import", "compare",
-                    "explore"):
+                    "embed", "explore"):
         r = CliRunner().invoke(main, [command, "--help"])
         assert r.exit_code == 0 and "Usage:" in r.output, (command, r.output)

@@ -139,3 +139,15 @@ def test_compare_entry_point_logs_into_the_run_mlflow_created(demo_by_entry_poin
     assert len(new) == 1 and new[0].data.tags["mlviz.analysis"] == "compare"
     assert set(new[0].data.tags["mlviz.compared_runs"].split(",")) == set(candidates)
     assert new[0].data.metrics["mlviz.compare.n_runs"] == 2
+
+
+def test_embed_entry_point_logs_the_map_into_the_model_run(demo_by_entry_point, tmp_path):
+    d = demo_by_entry_point
+    p = mlflow_run(d["uri"], tmp_path, "-e", "embed", "--experiment-name", "mlviz-demo-binary",
+                   "-P", f"run={d['best']}", "-P", "method=pca")
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    run = d["client"].get_run(d["best"])
+    assert 0.5 < run.data.metrics["mlviz.embedding.trustworthiness"] <= 1.0
+    files = {f.path for f in d["client"].list_artifacts(d["best"], "mlviz/embedding")}
+    assert {"mlviz/embedding/embedding.png", "mlviz/embedding/embedding_coords.npy",
+            "mlviz/embedding/embedding_metadata.csv", "mlviz/embedding/embedding.html"} <= files

@@ -13,15 +13,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from mlviz.attribution.artifacts import IMAGES, STATE_FILES, model_artifacts
 from mlviz.errors import MlvizError
 from mlviz.publish import IntoRun, ToFolder, publish
 from mlviz.report import Report
 from mlviz.store.write import Writer
 
 SECTION = "heatmaps"
-STATE_FILES = ("checkpoints/model_state.pt", "checkpoints/model_state.pth", "checkpoints/state_dict.pt",
-               "checkpoints/model.pt", "checkpoints/model.pth")
-IMAGES = "data/val_images.npz"
 PREDICTIONS = ("predictions/val_predictions.csv", "predictions/contract.json")
 DEFAULTS = {"method": "gradcam", "n": 8, "select": "balanced", "seed": 0, "target_layer": None,
             "targets": "predicted", "faithfulness_methods": None, "opacity": 0.6, "cmap": "mlviz_heat",
@@ -34,19 +32,6 @@ def attribution_available() -> str | None:
 
     missing = [m for m in ("torch", "torchvision", "pytorch_grad_cam") if importlib.util.find_spec(m) is None]
     return (f"{', '.join(missing)} not installed (pip install 'mlviz[attribution]')" if missing else None)
-
-
-def model_artifacts(paths: list[str], factory: str | None = None) -> list[str] | None:
-    """The artifact paths that hold a loadable model, or None when the run logged none."""
-    state = next((p for p in STATE_FILES if p in paths), None)
-    config = str(Path(state).parent / "model_config.json") if state else None
-    if state and (config in paths or factory):
-        return [state] + ([config] if config in paths else [])
-    mlmodels = sorted(p for p in paths if p.endswith("/MLmodel") or p == "MLmodel")
-    if mlmodels:
-        folder = str(Path(mlmodels[0]).parent)
-        return [folder if folder != "." else ""]  # "": the model is the run's whole artifact root
-    return None
 
 
 def fetch_inputs(store, run_id: str, paths: list[str], dest: Path, options: dict | None = None) -> Path:
