@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from mlviz.errors import MlvizError
+from mlviz.files import load_array
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp")
 IMAGE_NAME_COLUMNS = ("file_name", "filename", "image_path", "image_file", "file_path", "path", "image")
@@ -92,22 +93,14 @@ class ExploreTable:
 def read_coords(path: Path) -> np.ndarray:
     """(n, 2) float64 from a `.npy`; refuses pickles, non-numeric, empty, non-finite and wrongly shaped arrays."""
     path = Path(path)
-    if not path.is_file():
-        raise MlvizError(f"no coordinates file {path}")
-    with open(path, "rb") as fh:
-        magic = fh.read(6)
-    if magic[:2] == b"PK":
-        raise MlvizError(f"{path.name} is an .npz archive; pass the .npy of (n, 2) coordinates")
-    if magic != b"\x93NUMPY":
-        raise MlvizError(f"cannot read {path.name}: not a NumPy .npy file")
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        if "pickle" in str(exc).lower():
-            raise MlvizError(f"{path.name} is not a numeric array (it holds Python objects)") from None
-        raise MlvizError(f"cannot read {path.name}: {str(exc).splitlines()[0]}") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise MlvizError(f"cannot read {path.name}: {str(exc).splitlines()[0] or type(exc).__name__}") from None
+    if path.is_file():
+        with open(path, "rb") as fh:
+            magic = fh.read(6)
+        if magic[:2] == b"PK":
+            raise MlvizError(f"{path.name} is an .npz archive; pass the .npy of (n, 2) coordinates")
+        if magic != b"\x93NUMPY":
+            raise MlvizError(f"cannot read {path.name}: not a NumPy .npy file")
+    arr = load_array(path, "coordinates")
     if arr.dtype.kind not in "biuf":
         raise MlvizError(f"{path.name} is not numeric (dtype {arr.dtype}); expected (n, 2) numbers")
     if arr.size == 0:

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from mlviz.errors import MlvizError
+from mlviz.files import load_array
 from mlviz.report import Figure, Report
 from mlviz.text import first_line
 
@@ -89,23 +90,7 @@ def embedding_report(features, metadata: pd.DataFrame | None = None, options: di
 # --------------------------------------------------------------------------- reading inputs
 def read_features_file(path) -> np.ndarray:
     """An .npy array (or the first array of an .npz), never unpickling."""
-    p = Path(path)
-    if not p.is_file():
-        raise MlvizError(f"no features file at {p}")
-    try:
-        loaded = np.load(p, allow_pickle=False)
-    except ValueError as exc:
-        if "pickle" in str(exc).lower():
-            raise MlvizError(f"{p.name} holds Python objects, not numbers (the embedding is non-numeric)") from None
-        raise MlvizError(f"cannot read {p.name}: {first_line(exc)}") from None
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise MlvizError(f"cannot read {p.name}: {first_line(exc)}") from None
-    if isinstance(loaded, np.lib.npyio.NpzFile):
-        with loaded:
-            if not loaded.files:
-                raise MlvizError(f"{p.name} holds no arrays (the embedding is empty)")
-            return loaded[loaded.files[0]]
-    return loaded
+    return load_array(path, "embedding")
 
 
 def read_metadata_file(path) -> pd.DataFrame:
