@@ -12,7 +12,9 @@ A predictions table (CSV/Parquet, one row per sample, or per sample and epoch) b
 `predictions_from_frame` reads a DataFrame through a `ColumnMap`. Without one it detects:
 
 - the demo's contract (`mlviz.demo.sweep.contract`) when given;
-- `label` (or `y_true`, `target`, `true`) with `score`/`prob` (binary), one `prob_<class>` column
+- `label` (or `y_true`, `target`, `true`, `labels`) with `score`/`prob`/`probabilities`/`y_pred_proba`/...
+  (binary; `pred`/`y_pred`/... too when it holds probabilities), or else the one numeric column left that
+  lies in [0, 1] (a note says so); one `prob_<class>` column
   (binary, that class positive; e.g. `label` + `prob_header`), or several `prob_<class>` columns (multi-class);
 - `label_<head>` with `prob_<head>_<class>` (or one `prob_<head>` column: a binary head) for multi-output;
 - `y_true`/`y_pred`, `true`/`predicted` or `target`/`prediction` for regression.
@@ -36,7 +38,13 @@ TASKS = ("binary", "multiclass", "multioutput", "regression")
 SUM_TOLERANCE = 1e-3
 
 LABEL_NAMES = ("label", "y_true", "target", "true", "labels", "y")
-SINGLE_SCORE_NAMES = ("score", "prob", "proba", "probability", "y_score", "y_prob")
+SINGLE_SCORE_NAMES = ("score", "prob", "proba", "probability", "probabilities", "y_score", "y_prob", "y_proba",
+                      "y_pred_proba", "y_pred_prob", "pred_proba", "pred_prob", "predicted_proba",
+                      "predicted_probability", "prediction_probability", "positive_probability", "scores",
+                      "logit", "logits", "decision_function")
+# Names people give a prediction column: its values are the score only when they are probabilities (in [0, 1],
+# not all 0/1) of a two-class label; hard 0/1 predictions and regression values are not.
+PRED_NAMES = ("pred", "preds", "prediction", "predictions", "predicted", "y_pred", "y_hat", "output", "outputs")
 PROB_PREFIXES = ("prob_", "proba_", "probability_")
 REGRESSION_PAIRS = (("y_true", "y_pred"), ("true", "predicted"), ("target", "prediction"), ("y", "y_hat"))
 ID_NAMES = ("sample_id", "id", "sample", "uid", "sample_name")
@@ -155,6 +163,7 @@ class Predictions:
     group_columns: list[str] = field(default_factory=list)
     epoch_column: str | None = None
     source: dict = field(default_factory=dict)  # which columns were read, for the record
+    notes: list[str] = field(default_factory=list)  # what was guessed (e.g. the score column), for the user
 
     def __post_init__(self):
         if self.task not in TASKS:
@@ -324,8 +333,38 @@ def _prefixed(columns, prefixes) -> tuple[str | None, list[str]]:
     return None, []
 
 
-def _detect(df: pd.DataFrame, cmap: ColumnMap) -> ColumnMap:
-    """Fill in what the map leaves out from the column names."""
+def _probability_like(s: pd.Series) -> bool:
+    """Numeric, finite, within [0, 1] and not only 0/1: a probability, not a hard prediction or a count."""
+    v = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
+    return bool(len(v) and np.isfinite(v).all() and ((v >= 0) & (v <= 1)).all() and not np.isin(v, (0, 1)).all())
+
+
+def _guess_score(df: pd.DataFrame, label: str, notes: list[str]) -> list[str] | None:
+    """The score column of a two-class label when no known score name is there: a prediction column holding
+    probabilities, else the one numeric column in [0, 1] left (ids, image indices and epochs aside)."""
+    if df[label].nunique(dropna=True) > 2:
+        return None
+    cols = [c for c in df.columns if c != label]
+    pred = next((c for c in cols if str(c).lower() in PRED_NAMES and _probability_like(df[c])), None)
+    if pred is not None:
+        notes.append(f"score column: '{pred}', which holds probabilities (pass --scores to choose another)")
+        return [pred]
+    skip = {str(n) for n in ID_NAMES + IMAGE_INDEX_NAMES + ("epoch", "step", "index")}
+    left = [c for c in cols if str(c).lower() not in skip and pd.api.types.is_numeric_dtype(df[c])
+            and not pd.api.types.is_bool_dtype(df[c]) and _probability_like(df[c])]
+    if len(left) == 1:
+        notes.append(f"score column: '{left[0]}', the only numeric column in [0, 1] besides the label "
+                     f"'{label}' (pass --scores to choose another)")
+        return left
+    if len(left) > 1:
+        raise MlvizError(f"found the label column '{label}' but several columns could be the score "
+                         f"({_list(left)}); pass --scores NAME")
+    return None
+
+
+def _detect(df: pd.DataFrame, cmap: ColumnMap, notes: list[str] | None = None) -> ColumnMap:
+    """Fill in what the map leaves out from the column names; `notes` collects what was guessed."""
+    notes = [] if notes is None else notes
     cols = list(df.columns)
     if cmap.heads:
         return replace(cmap, task="multioutput")
@@ -351,6 +390,8 @@ def _detect(df: pd.DataFrame, cmap: ColumnMap) -> ColumnMap:
         else:
             _, scores = _prefixed([c for c in cols if c != label], PROB_PREFIXES)
             scores = scores or None
+        if scores is None and cmap.task in (None, "binary"):
+            scores = _guess_score(df, label, notes)
     if scores is None and cmap.task is None:
         pair = next(((t, p) for t, p in REGRESSION_PAIRS if t in cols and p in cols), None)
         if pair and label in (None, pair[0]):
@@ -378,7 +419,8 @@ def _detect(df: pd.DataFrame, cmap: ColumnMap) -> ColumnMap:
                          f"{', '.join(LABEL_NAMES)}, label_<head>, or y_true/y_pred for regression); "
                          f"columns: {_list(cols)}; pass a column map naming it")
     raise MlvizError(f"found the label column '{label}' but no score columns (looked for score, prob, "
-                     f"prob_<class>); columns: {_list(cols)}; pass a column map naming them")
+                     f"probabilities, y_pred_proba, prob_<class>, a column of probabilities); columns: {_list(cols)}; "
+                     "pass --scores or a column map naming them")
 
 
 def _list(cols, limit: int = 15) -> str:
@@ -410,7 +452,7 @@ def _read_single(df: pd.DataFrame, cmap: ColumnMap) -> dict:
     if cmap.task == "binary" and len(scores) == 1:
         col = scores[0]
         s = values[:, 0]
-        named_prob = col.lower().startswith(("prob", "p_")) or col.lower() in ("probability", "y_prob")
+        named_prob = "prob" in col.lower() or col.lower().startswith("p_")
         in_range = bool(((s >= 0) & (s <= 1)).all())
         probs = cmap.probabilities if cmap.probabilities is not None else (named_prob or in_range)
         if probs:
@@ -542,7 +584,8 @@ def predictions_from_frame(df: pd.DataFrame, column_map: ColumnMap | dict | None
             raise MlvizError(f"column map renames {absent}, which are not in the predictions (columns: {_list(df.columns)})")
         df = df.rename(columns=cmap.rename)
     df = df.reset_index(drop=True)
-    cmap = _detect(df, cmap)
+    notes: list[str] = []
+    cmap = _detect(df, cmap, notes)
     if cmap.task == "multioutput":
         parts = _read_heads(df, cmap)
         used = {c for d in parts["source"]["heads"].values() for c in [d["label"], *d["scores"]]}
@@ -553,7 +596,7 @@ def predictions_from_frame(df: pd.DataFrame, column_map: ColumnMap | dict | None
         parts = _read_single(df, cmap)
         used = {cmap.label, *cmap.scores}
     meta, roles = _metadata(df, cmap, used)
-    return Predictions(metadata=meta, **parts, **roles)
+    return Predictions(metadata=meta, **parts, **roles, notes=notes)
 
 
 def predictions_from_arrays(y_true, scores, task: str | None = None, class_names: list[str] | None = None,

@@ -88,6 +88,7 @@ def analyse_run_predictions(folder: Path, final: str, per_epoch: str | None, col
                                                                           options=options)
     report = as_report("best_model", results, captions, renderers, skipped)
     report.metrics = headline
+    report.notes = [*report.notes, *getattr(preds, "notes", [])]
     return report, headline, preds
 
 
@@ -140,10 +141,60 @@ def _heatmaps(store, run_id: str, paths: list[str], tmp: Path, options: dict, re
 THUMBNAIL_SIDE = 96
 
 
-def _thumbnails_from_paths(report, preds, store, run_id: str, paths: list[str], dst: Path) -> list[dict]:
+def _decoded(value: str) -> str:
+    """The value with percent-encoding undone until it no longer changes (%252e%252e → %2e%2e → ..)."""
+    from urllib.parse import unquote
+
+    for _ in range(5):
+        decoded = unquote(value)
+        if decoded == value:
+            break
+        value = decoded
+    return value
+
+
+def _image_source(value: str, artifacts: set[str], image_root: Path | None) -> tuple[str, str | Path]:
+    """Where the image a predictions table names may be read from: ("artifact", path of the run),
+    ("file", a file under the image root), ("refused", why) or ("missing", why).
+
+    A run written by someone else (a shared server) could name any file on this machine, so local files
+    come only from the folder the user named: no `..`, no absolute path or symlink leading out of it,
+    not even percent-encoded."""
+    raw = value.strip()
+    if raw.lower().startswith("file:"):
+        from urllib.parse import urlparse
+
+        raw = urlparse(raw).path
+    for form in (raw, _decoded(raw)):
+        parts = form.replace("\\", "/").split("/")
+        if ".." in parts:
+            return "refused", "a '..' path"
+    if raw in artifacts:
+        return "artifact", raw
+    if image_root is None:
+        return "missing", "not an artifact of the run (local files are read only under --image-root)"
+    root = image_root.resolve()
+    decoded = _decoded(raw)
+    if decoded != raw and Path(decoded).is_absolute() and not Path(raw).is_absolute():
+        return "refused", "an encoded absolute path"
+    candidate = Path(raw) if Path(raw).is_absolute() else root / raw
+    try:
+        real = candidate.resolve(strict=True)
+    except (OSError, RuntimeError):  # missing, or a symlink loop
+        if not candidate.resolve().is_relative_to(root):
+            return "refused", "outside the image root"
+        return "missing", "not found"
+    if not real.is_relative_to(root):
+        return "refused", "outside the image root" if not candidate.is_symlink() else "a symlink out of the image root"
+    return ("file", real) if real.is_file() else ("missing", "not a file")
+
+
+def _thumbnails_from_paths(report, preds, store, run_id: str, paths: list[str], dst: Path,
+                           image_root: str | Path | None = None) -> list[dict]:
     """Thumbnails for hardest_samples / case_gallery when the predictions name their images by path (an
-    artifact of the run, or a file on this machine) instead of indexing an image array. Only the shown
-    samples' images are fetched; each is fitted into THUMBNAIL_SIDE pixels. Returns skipped notes."""
+    artifact of the run, or a file under `image_root`, the folder the user named) instead of indexing an
+    image array. Only the shown samples' images are fetched; each is fitted into THUMBNAIL_SIDE pixels.
+    Returns skipped notes."""
     from PIL import Image
 
     from mlviz.analysis.diagnostics import Pixels, display_images
@@ -151,19 +202,25 @@ def _thumbnails_from_paths(report, preds, store, run_id: str, paths: list[str], 
     col = getattr(preds, "image_path_column", None)
     if not col:
         return []
+    root = Path(image_root) if image_root is not None else None
+    if root is not None and not root.is_dir():
+        raise MlvizError(f"--image-root {root} is not a folder")
     artifacts = set(paths)
     notes = []
     for name in ("case_gallery", "hardest_samples"):
         sel = report.results.get(("best_model", name))
         if sel is None or sel.pixels.array is not None or col not in sel.table:
             continue
-        tiles, missing = [], []
+        tiles, missing, refused = [], [], []
         for value in sel.table[col].astype(str):
-            local = Path(value)
-            if value in artifacts:
-                local = store.download(run_id, value, dst / Path(value).parent)
-            if not local.is_file():
-                missing.append(value)
+            kind, where = _image_source(value, artifacts, root)
+            local = None
+            if kind == "artifact":
+                local = store.download(run_id, str(where), dst / Path(str(where)).parent)
+            elif kind == "file":
+                local = Path(where)
+            if local is None or not local.is_file():
+                (refused if kind == "refused" else missing).append((value, where))
                 tiles.append(np.zeros((THUMBNAIL_SIDE, THUMBNAIL_SIDE, 3)))
                 continue
             with Image.open(local) as img:
@@ -172,13 +229,18 @@ def _thumbnails_from_paths(report, preds, store, run_id: str, paths: list[str], 
                 canvas = Image.new("RGB", (THUMBNAIL_SIDE, THUMBNAIL_SIDE))
                 canvas.paste(img, ((THUMBNAIL_SIDE - img.width) // 2, (THUMBNAIL_SIDE - img.height) // 2))
                 tiles.append(np.asarray(canvas, dtype=float) / 255.0)
-        if len(missing) == len(tiles):
+        if len(missing) + len(refused) == len(tiles):
+            value, why = (refused or missing)[0]
+            where = f"under --image-root {root}" if root is not None else "artifacts of the run (pass --image-root " \
+                "DIR for local files)"
             notes.append({"section": "best_model", "figure": f"{name} thumbnails",
-                          "reason": f"none of the {len(tiles)} images named in '{col}' was found "
-                                    f"(neither an artifact of the run nor a file here), e.g. {missing[0]}"})
+                          "reason": f"none of the {len(tiles)} images named in '{col}' could be read from {where}; "
+                                    f"e.g. {value}: {why}"})
             continue
+        lost = [f"{len(missing)} not found"] * bool(missing) + [f"{len(refused)} refused (outside the image root)"] \
+            * bool(refused)
         sel.pixels = Pixels(display_images(np.stack(tiles)),
-                            f"from the '{col}' column" + (f"; {len(missing)} not found (black)" if missing else ""))
+                            f"from the '{col}' column" + (f"; {', '.join(lost)} (black)" if lost else ""))
         sel.table["thumbnail"] = np.arange(len(sel.table))
     return notes
 
@@ -208,13 +270,18 @@ def _overlay_selections(report, preds, images: np.ndarray, src: Path, options: d
 
 def best_model(run_id: str, tracking_uri: str | None = None, out: str | Path | None = None,
                predictions: str | None = None, column_map=None, options: dict | None = None,
-               store=None, echo=print, heatmaps: dict | None = None, related: list | None = None) -> ModelOutcome:
+               store=None, echo=print, heatmaps: dict | None = None, related: list | None = None,
+               image_root: str | Path | None = None) -> ModelOutcome:
     """Diagnostics of one run's predictions, logged into that run (or written to `out`).
+
+    `image_root`: the only folder local images named by the predictions may be read from.
 
     `heatmaps`: options of the heatmaps/ section (see mlviz.sections.heatmaps.DEFAULTS) to add it to the
     same run and index.html; None leaves it out. `related`: reports to link from its index.html."""
     from mlviz.store.read import Store
 
+    if image_root is not None and not Path(image_root).is_dir():
+        raise MlvizError(f"--image-root {image_root} is not a folder")
     own = store is None
     store = store or Store(tracking_uri)
     tmp = Path(tempfile.mkdtemp(prefix="mlviz-model-"))
@@ -237,7 +304,8 @@ def best_model(run_id: str, tracking_uri: str | None = None, out: str | Path | N
         images = load_images(src / image_path) if image_path else None
         report, headline, preds = analyse_run_predictions(src, final, per_epoch, column_map, images, options)
         if images is None:
-            report.skipped.extend(_thumbnails_from_paths(report, preds, store, run_id, paths, tmp / "images"))
+            report.skipped.extend(_thumbnails_from_paths(report, preds, store, run_id, paths, tmp / "images",
+                                                          image_root))
         report.summary = {"run": {"run_id": run_id, "run_name": record["run_name"],
                                   "experiment_id": record["experiment_id"], "predictions": final,
                                   "per_epoch_predictions": per_epoch, "images": image_path},

@@ -81,14 +81,23 @@ def read_sweep(store, selection: RunSelection, progress: bool = False) -> tuple[
             r["tags"][ANALYSIS_TAG] = "visualize"
     if selection.final == "best":
         _best_of_history(store, records, progress)
-    sweep = build_sweep(
-        records, objective=selection.metric, mode=selection.mode, statuses=selection.statuses,
-        parent_run=selection.parent_run, stage_parents=selection.stage_parents, unreadable=unreadable,
-        source={"tracking_uri": store.uri, "experiment_id": exp.experiment_id, "experiment_name": exp.name},
-    )
+    # A sweep whose processes were killed leaves every run RUNNING: say how to analyse them anyway.
+    hint = "; its unfinished runs are analysed with --status RUNNING" if "RUNNING" not in {
+        s.upper() for s in selection.statuses} else ""
+    try:
+        sweep = build_sweep(
+            records, objective=selection.metric, mode=selection.mode, statuses=selection.statuses,
+            parent_run=selection.parent_run, stage_parents=selection.stage_parents, unreadable=unreadable,
+            source={"tracking_uri": store.uri, "experiment_id": exp.experiment_id, "experiment_name": exp.name},
+        )
+    except MlvizError as exc:
+        if str(exc).startswith("no run left to analyse") and " unfinished" in str(exc) and hint:
+            raise MlvizError(f"{exc}{hint}") from None
+        raise
     if len(sweep.runs) == 0:
         reasons = ", ".join(f"{v} {k}" for k, v in sweep.exclusion_counts().items()) or "none matched"
-        raise MlvizError(f"no run left to analyse in experiment '{exp.name}' ({reasons})")
+        unfinished = hint if "unfinished" in sweep.exclusion_counts() else ""
+        raise MlvizError(f"no run left to analyse in experiment '{exp.name}' ({reasons}){unfinished}")
     return sweep, exp
 
 

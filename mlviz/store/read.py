@@ -350,6 +350,9 @@ class Store:
 
     def artifact_paths(self, run_id: str, folder: str = "") -> list[str]:
         """Files logged by a run under `folder` (recursively); empty when the location is unreachable."""
+        moved = self.relocated(run_id)
+        if moved is not None:
+            return self._local_paths(moved, folder)
         out, stack = [], [folder or None]
         try:
             while stack:
@@ -361,10 +364,90 @@ class Store:
 
     def download(self, run_id: str, path: str, dst: str | Path) -> Path:
         """Download one artifact (file or folder) of a run into `dst`."""
+        moved = self.relocated(run_id)
         try:
+            if moved is not None:
+                return self._copy_local(moved, path, Path(dst))
             return Path(self.read_client.download_artifacts(run_id, path, str(dst)))
+        except MlvizError:
+            raise
         except Exception as exc:  # noqa: BLE001
             raise MlvizError(f"cannot download '{path}' of run {run_id}: {first_line(exc)}") from None
+
+    # ------------------------------------------------------------------ stores that moved
+    def _store_folder(self) -> Path | None:
+        """The folder a moved store carries its artifacts in: a file store's root, an SQLite file's folder."""
+        if self.kind == "file":
+            return self._file_root()
+        if self.kind == "sqlite":
+            return self._sqlite_path().resolve().parent
+        return None
+
+    def relocated(self, run_id: str) -> Path | None:
+        """The run's artifact folder inside the store's own folder, when the recorded local location does
+        not exist here (a store copied from the machine that wrote it); None when the recorded one is used.
+
+        The recorded path's tail that names the run (e.g. `14/<run>/artifacts` of
+        `/NOBACKUP/u/mlruns/14/<run>/artifacts`, or `mlruns/14/<run>/artifacts` beside an SQLite file) is
+        looked up under the store's folder, longest tail first. Nothing is written to the store."""
+        cache = self.__dict__.setdefault("_relocations", {})
+        if run_id in cache:
+            return cache[run_id]
+        cache[run_id] = found = self._find_relocated(run_id)
+        if found is not None and not self.__dict__.get("_said_relocated"):
+            self._said_relocated = True
+            import sys
+
+            recorded = self.run(run_id)["artifact_uri"]
+            print(f"mlviz: note: artifact locations recorded in this store (e.g. {recorded}) do not exist here; "
+                  f"reading them from the store's own folder {self._store_folder()} (the store was moved)",
+                  file=sys.stderr)
+        return found
+
+    def _find_relocated(self, run_id: str) -> Path | None:
+        base = self._store_folder()
+        if base is None:
+            return None
+        try:
+            uri = self.read_client.get_run(run_id).info.artifact_uri
+        except Exception:  # noqa: BLE001 - an unknown run: MLflow's own call says so
+            return None
+        parsed = urlparse(uri or "")
+        if parsed.scheme not in ("", "file") or (parsed.netloc not in ("", "localhost")):
+            return None
+        recorded = Path(unquote(parsed.path))
+        if recorded.exists() or run_id not in recorded.parts:
+            return None
+        parts = [p for p in recorded.parts if p not in (recorded.anchor, "", ".", "..")]
+        first = parts.index(run_id)
+        base = base.resolve()
+        for i in range(first + 1):
+            candidate = base.joinpath(*parts[i:])
+            if candidate.is_dir() and candidate.resolve().is_relative_to(base):
+                return candidate
+        return None
+
+    @staticmethod
+    def _local_paths(root: Path, folder: str) -> list[str]:
+        start = (root / folder) if folder else root
+        if not start.resolve().is_relative_to(root.resolve()) or not start.is_dir():
+            return []
+        return sorted(p.relative_to(root).as_posix() for p in start.rglob("*") if p.is_file())
+
+    @staticmethod
+    def _copy_local(root: Path, path: str, dst: Path) -> Path:
+        """Copy an artifact (file or folder) of a moved store's run folder into `dst`, as MlflowClient's
+        download lays it out (dst/<its name>)."""
+        src = root / path
+        if not src.resolve().is_relative_to(root.resolve()) or not src.exists():
+            raise MlvizError(f"cannot download '{path}': no such artifact in {root}")
+        target = dst / src.name
+        dst.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, target, dirs_exist_ok=True)
+        else:
+            shutil.copy2(src, target)
+        return target
 
     # ------------------------------------------------------------------ histories
     def histories(self, run_ids: Sequence[str], keys: Iterable[str], workers: int = 8, progress=None) -> pd.DataFrame:

@@ -173,6 +173,9 @@ class Writer:
             mlflow.set_tracking_uri(previous)
 
     # ------------------------------------------------------------------ reports
+    def _analysis_filter(self, kind: str, selection_key: str) -> str:
+        return f"tags.`mlviz.analysis` = '{kind}' and tags.`mlviz.selection_key` = '{selection_key}'"
+
     def find_analysis(self, experiment_id: str, kind: str, selection_key: str, fingerprint: str) -> Target:
         """Where an analysis goes, and whether it is already there with the same fingerprint."""
         from mlflow.exceptions import MlflowException
@@ -184,27 +187,66 @@ class Writer:
             except MlflowException:
                 raise MlvizError(f"MLFLOW_RUN_ID={active} is not a run of this tracking store") from None
             return Target(active, run.data.tags.get("mlviz.fingerprint") == fingerprint, True)
-        found = self.client.search_runs(
-            [experiment_id],
-            filter_string=f"tags.`mlviz.analysis` = '{kind}' and tags.`mlviz.selection_key` = '{selection_key}'",
-            max_results=5, order_by=["attributes.start_time DESC"])
-        if not found:
+        # The earliest run of the selection is its analysis run (the one concurrent analyses agree on).
+        run = self._first_analysis(experiment_id, kind, selection_key)
+        if run is None:
             return Target(None, False, False)
-        run = found[0]
         return Target(run.info.run_id, run.data.tags.get("mlviz.fingerprint") == fingerprint, True)
+
+    def _first_analysis(self, experiment_id: str, kind: str, selection_key: str):
+        """The analysis run every process agrees on: the earliest (start_time, run_id) of the live runs of
+        this kind and selection key; None when there is none."""
+        found = self.search([experiment_id], self._analysis_filter(kind, selection_key), max_results=1000)
+        return min(found, key=lambda r: (r.info.start_time or 0, r.info.run_id), default=None)
+
+    def _settle(self, experiment_id: str, kind: str, selection_key: str, mine: str) -> str:
+        """After creating `mine`: the run that stays. Several analyses of one selection started at once each
+        create a run; the earliest wins and the others delete theirs, so one run remains."""
+        winner = self._first_analysis(experiment_id, kind, selection_key)
+        if winner is None or winner.info.run_id == mine:
+            return mine
+        self.delete_run(mine)
+        return winner.info.run_id
+
+    def _wait_for(self, run_id: str, fingerprint: str) -> bool:
+        """Wait for a concurrent analysis logging into `run_id`; True when it finished with this
+        fingerprint (nothing left to do), False when it failed, holds another analysis or took too long."""
+        timeout = float(os.environ.get("MLVIZ_ANALYSIS_WAIT_S", "300"))
+        deadline = time.monotonic() + timeout
+        while True:
+            run = self.client.get_run(run_id)
+            if run.info.lifecycle_stage == "deleted":
+                return False
+            fp = run.data.tags.get("mlviz.fingerprint")
+            if run.info.status != "RUNNING":
+                return run.info.status == "FINISHED" and fp == fingerprint
+            if fp not in (INCOMPLETE, fingerprint) or time.monotonic() > deadline:
+                return False
+            time.sleep(0.5)
 
     def log_analysis(self, root: Path, *, experiment_id: str, kind: str, run_name: str, selection_key: str,
                      fingerprint: str, target: Target | None, tags: dict, metrics: dict,
                      grid: list[tuple[str, Path]], tables: dict) -> str:
-        """Log root/mlviz/** into the analysis run of this selection (replacing its earlier figures)."""
+        """Log root/mlviz/** into the analysis run of this selection (replacing its earlier figures).
+
+        Concurrent analyses of one selection end with one run: each that creates a run checks whether an
+        earlier one exists (then deletes its own and waits for that one to finish, logging into it only if
+        it fails or holds another analysis), and checks again before finishing, since a file store shows a
+        new run before its tags."""
         self._check_artifact_location(experiment_id)
         target = target or self.find_analysis(experiment_id, kind, selection_key, fingerprint)
         tags = {**tags, "mlviz.analysis": kind, "mlviz.selection_key": selection_key}
         managed = not os.environ.get("MLFLOW_RUN_ID")
+        created = False
         if target.run_id is None:
-            run_id = self.create_run(experiment_id, run_name, {**tags, "mlviz.fingerprint": INCOMPLETE})
+            mine = self.create_run(experiment_id, run_name, {**tags, "mlviz.fingerprint": INCOMPLETE})
+            run_id = self._settle(experiment_id, kind, selection_key, mine) if managed else mine
+            created = run_id == mine
+            if not created and self._wait_for(run_id, fingerprint):
+                return run_id
         else:
             run_id = target.run_id
+        if not created:
             self.set_tags(run_id, {"mlviz.fingerprint": INCOMPLETE})
             top = self.store.artifact_paths(run_id, "mlviz")
             images = [p for p in self.store.artifact_paths(run_id, "images")
@@ -221,6 +263,13 @@ class Writer:
             if managed:
                 self.finish(run_id, "FAILED")
             raise
+        if managed and created:
+            winner = self._settle(experiment_id, kind, selection_key, run_id)
+            if winner != run_id:  # an earlier run showed up late (a file store writes tags after the run)
+                return winner if self._wait_for(winner, fingerprint) else self.log_analysis(
+                    root, experiment_id=experiment_id, kind=kind, run_name=run_name,
+                    selection_key=selection_key, fingerprint=fingerprint,
+                    target=Target(winner, False, True), tags=tags, metrics=metrics, grid=grid, tables=tables)
         if managed:
             self.finish(run_id, "FINISHED")
         return run_id
@@ -229,6 +278,7 @@ class Writer:
                      metrics: dict, grid: list[tuple[str, Path]], tables: dict) -> None:
         """Log root/mlviz/<section>/ for each section (replacing that section's earlier files) and the
         report's top-level files into an existing run."""
+        self.refuse_moved(run_id)
         self.mark_model_training(self.client.get_run(run_id).info.experiment_id)
         existing = set(self.store.artifact_paths(run_id, "mlviz"))
         stale = [f"mlviz/{s}" for s in sections if any(p.startswith(f"mlviz/{s}/") for p in existing)]
@@ -242,6 +292,13 @@ class Writer:
         self.log_tables(run_id, tables)
         if metrics or tags:
             self.log(run_id, metrics=metrics, tags=tags)
+
+    def refuse_moved(self, run_id: str) -> None:
+        """A run whose recorded artifact location is gone (the store was moved) is read from the store's
+        own folder; logging would write to the old location, so it is refused."""
+        if self.store.relocated(run_id) is not None:
+            raise MlvizError(f"run {run_id}'s recorded artifact location does not exist here (the store was "
+                             "moved); use --out DIR")
 
     def _check_artifact_location(self, experiment_id: str) -> None:
         """Refuse to create directories for a store written on another machine (e.g. /home/someone/...)."""
