@@ -104,9 +104,11 @@ def _stage_parents(stage1: str | None, stage2: str | None) -> dict[int, str]:
 @click.option("--heatmaps/--no-heatmaps", default=True, show_default=True,
               help="Attribution heatmaps for the best run when it logged a model (needs the attribution extra).")
 @click.option("--cam-method", default="gradcam", show_default=True, help="CAM method of those heatmaps.")
+@click.option("--embedding/--no-embedding", default=True, show_default=True,
+              help="A 2-D map of the best run's embeddings (or its model's features), with its quality.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def visualize(tracking_uri, experiment, parent_run, filter_string, statuses, metric, mode, final, stage1_parent,
-              stage2_parent, out, top_k, n_boot, seed, force, force_flag, heatmaps, cam_method, quiet):
+              stage2_parent, out, top_k, n_boot, seed, force, force_flag, heatmaps, cam_method, embedding, quiet):
     """Analyse a sweep and log every figure to MLflow (or write them to --out)."""
     from mlviz.sections.sweep import RunSelection, visualize_sweep
 
@@ -118,7 +120,8 @@ def visualize(tracking_uri, experiment, parent_run, filter_string, statuses, met
         mode=mode or None, final=final, stage_parents=_stage_parents(stage1_parent or None, stage2_parent or None),
     )
     cams = {"method": cam_method} if heatmaps else False
-    visualize_sweep(selection, out=out or None, options={"top_k": top_k, "n_boot": n_boot, "seed": seed, "heatmaps": cams},
+    visualize_sweep(selection, out=out or None, options={"top_k": top_k, "n_boot": n_boot, "seed": seed, "heatmaps": cams,
+                                         "embedding": embedding},
         force=force or force_flag,
         progress=not quiet and sys.stderr.isatty(), echo=click.echo)
 

@@ -271,9 +271,12 @@ def _overlay_selections(report, preds, images: np.ndarray, src: Path, options: d
 def best_model(run_id: str, tracking_uri: str | None = None, out: str | Path | None = None,
                predictions: str | None = None, column_map=None, options: dict | None = None,
                store=None, echo=print, heatmaps: dict | None = None, related: list | None = None,
-               image_root: str | Path | None = None) -> ModelOutcome:
+               image_root: str | Path | None = None, embedding: dict | None = None,
+               progress: bool = False) -> ModelOutcome:
     """Diagnostics of one run's predictions, logged into that run (or written to `out`).
 
+    `embedding`: options of the embedding/ section (see mlviz.sections.embedding) to add the run's
+    2-D map to the same report; None leaves it out.
     `image_root`: the only folder local images named by the predictions may be read from.
 
     `heatmaps`: options of the heatmaps/ section (see mlviz.sections.heatmaps.DEFAULTS) to add it to the
@@ -314,8 +317,18 @@ def best_model(run_id: str, tracking_uri: str | None = None, out: str | Path | N
         report.related = list(related or [])
         if heatmaps is not None:
             report.extend(_heatmaps(store, run_id, paths, tmp, heatmaps, report, preds, images))
+        if embedding is not None:
+            from mlviz.sections.embedding import embedding_for_best_model
+
+            mapped, why = embedding_for_best_model(store, run_id, tmp / "embedding", embedding)
+            if mapped is None:
+                report.skip("embedding", "embedding", why)
+            else:
+                report.summary["embedding"] = mapped.summary
+                mapped.tags = {}
+                report.extend(mapped)
         dest = ToFolder(out) if out is not None else IntoRun(store, run_id)
-        done = publish(report, dest, echo=echo, headline=f"best-model diagnostics of run {run_id}")
+        done = publish(report, dest, echo=echo, progress=progress, headline=f"best-model diagnostics of run {run_id}")
         return ModelOutcome(run_id, done.folder, done.made, done.skipped, headline)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

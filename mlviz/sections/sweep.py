@@ -202,7 +202,8 @@ def visualize_sweep(selection: RunSelection, out: str | Path | None = None, opti
         outcome = publish(report, dest, echo=echo, progress=progress,
                           headline=f"analysed {len(sweep.runs)} runs of objective '{sweep.objective}' ({sweep.mode})")
         if model_report:
-            _best_model_of_sweep(store, best_model_id, out, options, echo, outcome.run_id, exp.experiment_id)
+            _best_model_of_sweep(store, best_model_id, out, {**options, "progress": progress}, echo, outcome.run_id,
+                                 exp.experiment_id)
         elif options.get("best_model", True):
             echo(f"  best model: run {best_model_id} logged no predictions, so no best_model/ section")
     return Outcome(outcome.run_id, outcome.folder, False, outcome.summary)
@@ -219,7 +220,8 @@ def _best_model_of_sweep(store, best_id: str, out, options: dict, echo, analysis
     related = [Related("the sweep's analysis", analysis_run, experiment_id)] if analysis_run else []
     try:
         best_model(best_id, store=store, out=out, options={"n_boot": options.get("n_boot", 500)}, echo=echo,
-                   heatmaps=cams, related=related)
+                   heatmaps=cams, related=related, progress=options.get("progress", False),
+                   embedding=None if options.get("embedding") is False else {"seed": options.get("seed", 0)})
     except MlvizError as exc:
         echo(f"  best model: run {best_id}: {exc}")
 
