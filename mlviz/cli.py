@@ -75,6 +75,9 @@ def main(ctx, debug):
     ctx.obj = {"debug": debug}
 
 
+RUN_STATUSES = ("FINISHED", "RUNNING", "SCHEDULED", "FAILED", "KILLED")
+
+
 def _stage_parents(stage1: str | None, stage2: str | None) -> dict[int, str]:
     return {k: v for k, v in ((1, stage1), (2, stage2)) if v}
 
@@ -98,7 +101,7 @@ def _stage_parents(stage1: str | None, stage2: str | None) -> dict[int, str]:
               help="Write the figures to this folder instead of logging them to MLflow.")
 @click.option("--top-k", default=10, show_default=True, help="Runs in the top-k comparison.")
 @click.option("--n-boot", default=500, show_default=True, help="Bootstrap resamples for intervals.")
-@click.option("--seed", default=0, show_default=True, help="Seed for bootstrap resampling.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Seed for bootstrap resampling.")
 @click.option("--force", is_flag=True, help="Redo the analysis even when nothing changed.")
 @click.option("--force-flag", type=bool, default=False, hidden=True, help="--force as a value (for MLproject).")
 @click.option("--heatmaps/--no-heatmaps", default=True, show_default=True,
@@ -110,10 +113,14 @@ def _stage_parents(stage1: str | None, stage2: str | None) -> dict[int, str]:
 def visualize(tracking_uri, experiment, parent_run, filter_string, statuses, metric, mode, final, stage1_parent,
               stage2_parent, out, top_k, n_boot, seed, force, force_flag, heatmaps, cam_method, embedding, quiet):
     """Analyse a sweep and log every figure to MLflow (or write them to --out)."""
+    from mlviz.attribution.result import METHODS
     from mlviz.sections.sweep import RunSelection, visualize_sweep
 
     _require(top_k >= 1, f"--top-k must be at least 1, got {top_k}")
     _require(n_boot >= 10, f"--n-boot must be at least 10, got {n_boot}")
+    bad = [s for s in statuses if s.upper() not in RUN_STATUSES]
+    _require(not bad, f"--status {bad[0] if bad else ''} is not a run status; use {', '.join(RUN_STATUSES)}")
+    _require(cam_method in METHODS, f"--cam-method must be one of {', '.join(METHODS)}, got '{cam_method}'")
     selection = RunSelection(
         tracking_uri=tracking_uri or None, experiment=experiment or None, parent_run=parent_run or None,
         filter_string=filter_string or "", statuses=tuple(s.upper() for s in statuses), metric=metric or None,
@@ -186,6 +193,7 @@ def best_model_command(tracking_uri, run_id, experiment, parent_run, metric, mod
 
     _require(top_k >= 1, f"--top-k must be at least 1, got {top_k}")
     _require(n_boot >= 10, f"--n-boot must be at least 10, got {n_boot}")
+    _require(not (run_id and experiment), "pass --run RUN_ID or --experiment (a sweep's best runs), not both")
     cmap = _column_map(task, label, scores, score_prefix, prediction, positive_class, group_columns, rename,
                        columns_json)
     if not run_id and not experiment:
@@ -231,15 +239,21 @@ def best_model_command(tracking_uri, run_id, experiment, parent_run, metric, mod
 @click.option("--opacity", default=0.6, show_default=True, type=click.FloatRange(0, 1))
 @click.option("--cmap", default="mlviz_heat", show_default=True,
               help="Colour map: mlviz_heat (purple→blue→green→yellow→red) or any matplotlib name.")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Write to a folder instead of logging.")
 def heatmaps(tracking_uri, run_id, method, target_layer, targets, n, select, images, factory, faith, fallback,
              opacity, cmap, seed, out):
     """Attribution heatmaps (Grad-CAM family) of a run's PyTorch model, logged into that run."""
+    import matplotlib
+
+    from mlviz.attribution.result import METHODS
     from mlviz.errors import MlvizError
     from mlviz.sections.heatmaps import run_heatmaps
 
     _require(n >= 1, f"--samples must be at least 1, got {n}")
+    _require(not fallback or fallback in METHODS, f"--fallback must be one of {', '.join(METHODS)}, got '{fallback}'")
+    _require(cmap == "mlviz_heat" or cmap in matplotlib.colormaps,
+             f"--cmap '{cmap}' is not a colour map (mlviz_heat, or a matplotlib name such as viridis)")
     target = int(targets) if targets.lstrip("-").isdigit() else targets
     if isinstance(target, str) and target not in ("predicted", "true"):
         raise MlvizError(f"--target must be predicted, true or a class index, got '{targets}'")
@@ -252,9 +266,12 @@ def heatmaps(tracking_uri, run_id, method, target_layer, targets, n, select, ima
     except MlvizError as exc:
         if not fallback:
             raise
-        click.echo(f"mlviz: {exc}; drawing {fallback} instead", err=True)
-        run_heatmaps(run_id, tracking_uri or None, out=out, options={**options, "method": fallback,
-                                                            "faithfulness_methods": None}, echo=click.echo)
+        try:  # the fallback can help when the CAM cannot be computed, not when there is no model at all
+            run_heatmaps(run_id, tracking_uri or None, out=out, options={**options, "method": fallback,
+                                                                "faithfulness_methods": None}, echo=click.echo)
+        except MlvizError:
+            raise exc from None
+        click.echo(f"  note: {method} could not be drawn ({exc}); drew {fallback} instead, labelled as such")
 
 
 @main.command("synthetic-sweep")
@@ -263,7 +280,7 @@ def heatmaps(tracking_uri, run_id, method, target_layer, targets, n, select, ima
 @click.option("--experiment", "-e", default="synthetic-sweep", show_default=True)
 @click.option("--runs", "n_runs", default=200, show_default=True, help="Number of runs.")
 @click.option("--steps", "n_steps", default=10, show_default=True, help="Metric history length per run.")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 def synthetic_sweep(tracking_uri, experiment, n_runs, n_steps, seed):
     """Log a generated sweep with known structure (a strong, a weak and a null parameter)."""
     from mlviz.demo.synthetic import log_synthetic_sweep
@@ -283,7 +300,7 @@ def synthetic_sweep(tracking_uri, experiment, n_runs, n_steps, seed):
 @click.option("--task", type=click.Choice(["multiclass", "binary", "multioutput"]), default="multiclass",
               show_default=True, help="Digit (10 classes), one digit vs the rest, or one head per quadrant.")
 @click.option("--quick", is_flag=True, help="The small preset (about a minute and a half) that the tests use.")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option("--replace", is_flag=True, help="Delete an earlier demo sweep in the experiment first.")
 @click.option("--quick-flag", type=bool, default=False, hidden=True, help="--quick as a value (for MLproject).")
 def demo(tracking_uri, experiment, task, quick, seed, replace, quick_flag):

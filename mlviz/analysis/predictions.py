@@ -458,6 +458,12 @@ def _read_single(df: pd.DataFrame, cmap: ColumnMap) -> dict:
         if probs:
             _check_probabilities(s, [col])
         positive = cmap.positive_class
+        if positive is not None:
+            present = {str(v) for v in df[label].dropna().unique()} | \
+                {str(int(v)) for v in pd.to_numeric(df[label], errors="coerce").dropna().unique() if float(v).is_integer()}
+            if str(positive) not in present:
+                raise MlvizError(f"the positive class '{positive}' is not among the labels of '{label}' "
+                                 f"({', '.join(sorted(present)[:6])})")
         if positive is None and col.lower().startswith(PROB_PREFIXES):
             positive = _class_from(col)
         classes = cmap.class_names

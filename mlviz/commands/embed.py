@@ -20,7 +20,7 @@ import click
 @click.option("--metadata", "metadata_path", default=None,
               help="A CSV whose rows pair with the features (label, pred, prob_<class>, sample_id, ...).")
 @click.option("--n-neighbors", default=15, show_default=True, help="UMAP's neighbourhood size.")
-@click.option("--seed", default=0, show_default=True, help="Seed of the projection and of the quality subsamples.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Seed of the projection and of the quality subsamples.")
 @click.option("--out", default=None, help="Write the files to this folder instead of logging them.")
 def embed(run_id, tracking_uri, method, color_by, layer, features_path, metadata_path, n_neighbors, seed, out):
     """Map a run's features to 2-D (UMAP, PCA or t-SNE) with neighbourhood quality; log embedding/ into the run.
@@ -32,10 +32,14 @@ def embed(run_id, tracking_uri, method, color_by, layer, features_path, metadata
       mlviz embed --run <RUN_ID> --layer features.4
       mlviz embed --features feats.npy --metadata meta.csv --out figures/
     """
+    from pathlib import Path
+
     from mlviz.analysis.embedding import METHODS
     from mlviz.errors import MlvizError
     from mlviz.sections.embedding import run_embedding
 
+    if out and Path(out).exists() and not Path(out).is_dir():
+        raise MlvizError(f"--out {out} is a file, not a folder")
     # MLproject passes "" for "not given"
     color_by, layer, out, tracking_uri = color_by or None, layer or None, out or None, tracking_uri or None
     method = method.lower().replace("-", "")

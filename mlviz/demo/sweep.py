@@ -129,8 +129,15 @@ def run_demo(tracking_uri: str, experiment: str | None = None, task_name: str = 
     from mlviz.store.write import open_for_writing
 
     store, writer = open_for_writing(tracking_uri)  # an old-schema store is refused before any training
-    with store:
-        return _run_demo(writer, tracking_uri, experiment, task_name, preset, seed, replace, echo, progress)
+    import torch
+
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    try:
+        with store:
+            return _run_demo(writer, tracking_uri, experiment, task_name, preset, seed, replace, echo, progress)
+    finally:  # the demo trains on one thread, deterministically; the caller's process gets its settings back
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
 
 
 def _run_demo(client, tracking_uri, experiment, task_name, preset, seed, replace, echo, progress) -> DemoOutcome:

@@ -250,6 +250,10 @@ def run_embedding(run_id: str | None, tracking_uri: str | None = None, out: str 
         store = Store(tracking_uri)
     tmp = Path(tempfile.mkdtemp(prefix="mlviz-embed-"))
     try:
+        if run_id is not None and out is None:
+            from mlviz.store.write import Writer
+
+            Writer(store)  # refuse a store that logging would change beyond what was asked, before any work
         record = store.run(run_id) if run_id else None
         inputs = gather_inputs(store, run_id, tmp, o)
         report = embedding_report(inputs.features, inputs.metadata,

@@ -110,6 +110,11 @@ def two_stage(folder: str | Path, param_columns: list[str] | None = None,
         except ValueError as exc:
             raise MlvizError(f"{hist_path.name} is not valid JSON ({exc})") from None
     stage2_only = {"stage2_rank", "selection_criterion"}
+    for option, named in (("--params", param_columns), ("--metrics", metric_columns)):
+        missing = [c for c in named or [] if c not in quick.columns]
+        if missing:
+            raise MlvizError(f"{option} names {', '.join(repr(c) for c in missing)}, not a column of "
+                             f"quick_search_results.csv ({', '.join(map(str, quick.columns[:12]))})")
 
     def split(frame: pd.DataFrame) -> tuple[list[str], list[str]]:
         cols = [c for c in frame.columns if c != "combination_id" and c not in stage2_only]
@@ -199,6 +204,8 @@ def _readable_optuna_storage(storage: str) -> tuple[str, str | None]:
 
 def optuna_study(storage: str, study_name: str, metric: str | None = None) -> list[RunSpec]:
     """A parent run named after the study and one child per trial."""
+    if metric is not None and not metric.strip():
+        raise MlvizError("--metric is blank: name the objective's metric, or leave the option out")
     try:
         import optuna
     except ImportError:
@@ -247,6 +254,8 @@ def optuna_study(storage: str, study_name: str, metric: str | None = None) -> li
 def epoch_run(folder: str | Path, name: str | None = None) -> list[RunSpec]:
     """One run from `metrics_epoch.csv` (an `epoch` column and metric columns) and, if present,
     `val_predictions.csv` (logged as the run's predictions artifact)."""
+    if name is not None and not name.strip():
+        raise MlvizError("--name is blank: name the run, or leave the option out (the folder's name)")
     folder = Path(folder)
     if not folder.is_dir():
         raise MlvizError(f"{folder} is not a folder")
@@ -275,6 +284,9 @@ def write_runs(writer, experiment: str, runs: list[RunSpec]) -> ImportResult:
     exp_id = writer.experiment(experiment)
     existing, pending = {}, []
     for r in writer.search([exp_id], filter_string=f"tags.`{IMPORT_TAG}` != ''"):
+        if r.info.status == "RUNNING":  # keyed at creation by an older mlviz, never finished: redo it
+            pending.append(r.info.run_id)
+            continue
         existing[r.data.tags[IMPORT_TAG]] = r.info.run_id
     for r in writer.search([exp_id], filter_string=f"tags.`{PENDING_TAG}` != ''"):
         if IMPORT_TAG not in r.data.tags:
