@@ -24,6 +24,7 @@ _MINIMISE_RE = re.compile(
     r"(loss|error|err\b|_err|mse|mae|rmse|mape|nll|brier|ece|perplexity|regret|latency|duration|time)",
     re.IGNORECASE,
 )
+_OBJECT_REPR_RE = re.compile(r"^<([A-Za-z_][\w.]*) object at 0x[0-9a-fA-F]+>$")
 _SEED_NAME_RE = re.compile(r"^(seed|random_seed|random_state|rng_seed|run_seed|trial_seed)$", re.IGNORECASE)
 _STAGE_NAME_RE = re.compile(r"stage[\s_-]*([12])(?!\d)", re.IGNORECASE)
 
@@ -74,6 +75,8 @@ class ParamSpec:
     n_missing: int = 0
     values: list = field(default_factory=list)  # sorted distinct values (first 50)
     seed: bool = False  # a replicate seed (`seed`, `random_state`, ...): repeats, not a hyperparameter
+    left_out: str | None = None  # why the analyses leave it out (an identifier, an alias of another parameter)
+    alias_of: str | None = None  # the parameter with identical values on every run, drawn in its place
 
     @property
     def numeric(self) -> bool:
@@ -115,6 +118,46 @@ def _is_log_scaled(values: np.ndarray, kind: str) -> bool:
             if np.allclose(exps, np.round(exps), atol=1e-9):
                 return True
     return False
+
+
+def normalise_object_reprs(raw: Sequence[object]) -> tuple[list[object], int]:
+    """`<keras.optimizers.SGD object at 0x7f…>` → `keras.optimizers.SGD`: the address differs on every
+    run and says nothing about the configuration. Returns the values and how many were rewritten."""
+    out, n = [], 0
+    for v in raw:
+        m = _OBJECT_REPR_RE.match(str(v).strip()) if isinstance(v, str) else None
+        out.append(m.group(1) if m else v)
+        n += bool(m)
+    return out, n
+
+
+def apply_hygiene(specs: dict[str, ParamSpec], columns: dict[str, object], n_runs: int) -> list[str]:
+    """Leave out identifier-like parameters (a distinct non-numeric value on every run: a run name, a
+    path, a hash) and report parameters identical to another on every run as aliases, drawn once.
+    Marks the specs; returns one note per decision."""
+    notes = []
+    for spec in specs.values():
+        if (spec.kind == "categorical" and not spec.seed and n_runs >= 5 and spec.n_missing == 0
+                and spec.n_unique == n_runs):
+            spec.left_out = f"identifier-like: a distinct non-numeric value on each of the {n_runs} runs"
+            notes.append(f"parameter '{spec.name}' left out of the analyses ({spec.left_out})")
+    groups: dict[tuple, list[str]] = {}
+    for name, spec in specs.items():
+        if spec.fixed or spec.left_out:
+            continue
+        key = tuple("\0" if v is None or v != v else str(v) for v in np.asarray(columns[spec.column], dtype=object))
+        groups.setdefault(key, []).append(name)
+    for names in groups.values():
+        if len(names) < 2:
+            continue
+        keep = max(names, key=lambda n: (len(n), n))  # the most descriptive name: learning_rate over lr
+        for other in names:
+            if other != keep:
+                specs[other].alias_of = keep
+                specs[other].left_out = f"alias of '{keep}' (identical values on every run)"
+        others = ", ".join(f"'{n}'" for n in names if n != keep)
+        notes.append(f"parameters {others} and '{keep}' have identical values on every run: drawn once as '{keep}'")
+    return notes
 
 
 def infer_param(name: str, raw: Sequence[object]) -> tuple[ParamSpec, pd.Series]:
@@ -166,6 +209,10 @@ def infer_param(name: str, raw: Sequence[object]) -> tuple[ParamSpec, pd.Series]
         seed=bool(_SEED_NAME_RE.match(name)),
     )
     return spec, series
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def default_direction(metric: str) -> str:
@@ -222,7 +269,7 @@ class Sweep:
     @property
     def varied_params(self) -> list[ParamSpec]:
         """Hyperparameters that take more than one value (replicate seeds are not hyperparameters)."""
-        return [p for p in self.params.values() if not p.fixed and not p.seed]
+        return [p for p in self.params.values() if not p.fixed and not p.seed and not p.left_out]
 
     @property
     def seed_params(self) -> list[ParamSpec]:
@@ -265,6 +312,8 @@ class Sweep:
             "runs_per_stage": {str(int(k)): int(v) for k, v in stages.items()},
             "params": {name: spec.to_dict() for name, spec in self.params.items()},
             "fixed_params": {p.name: (p.values[0] if p.values else None) for p in self.fixed_params},
+            "left_out_params": {p.name: p.left_out for p in self.params.values() if p.left_out},
+            "aliases": {p.name: p.alias_of for p in self.params.values() if p.alias_of},
             "metrics": list(self.metrics),
             "excluded": {
                 "count": len(self.excluded),
@@ -398,7 +447,8 @@ def build_sweep(
         mode = mode or next((r["tags"].get("mlviz.mode") for r in sweep_runs if r["tags"].get("mlviz.mode")), None)
         notes.append(f"objective '{objective}' from the sweep's mlviz.objective tag")
     if objective is None:
-        coverage = {m: sum(1 for r in kept if m in r["metrics"]) for m in all_metrics}
+        # Count finite values only: a metric logged as NaN on every run cannot be the objective.
+        coverage = {m: sum(1 for r in kept if _finite(r["metrics"].get(m))) for m in all_metrics}
         top = max(coverage.values(), default=0)
         objective = choose_objective([m for m in all_metrics if coverage[m] >= 0.9 * top])
         if objective is None:
@@ -421,6 +471,9 @@ def build_sweep(
         rows.append(r)
 
     stage_parents = dict(stage_parents or {})
+    for stage, selector in stage_parents.items():
+        if not any(r["run_id"] == selector or r.get("run_name") == selector for r in records):
+            raise MlvizError(f"--stage{stage}-parent '{selector}' names no run of the selected experiment")
     param_names = sorted({k for r in rows for k in r["params"]})
     base = pd.DataFrame(
         {
@@ -437,9 +490,14 @@ def build_sweep(
     columns = {}
     specs = {}
     for name in param_names:
-        spec, series = infer_param(name, [r["params"].get(name) for r in rows])
+        raw, n_reprs = normalise_object_reprs([r["params"].get(name) for r in rows])
+        if n_reprs:
+            notes.append(f"parameter '{name}': {n_reprs} object reprs (<pkg.Class object at 0x…>) read as their "
+                         "class name (pkg.Class)")
+        spec, series = infer_param(name, raw)
         specs[name] = spec
         columns[PARAM_PREFIX + name] = series.to_numpy() if spec.kind != "bool" else series.array
+    notes += apply_hygiene(specs, columns, len(rows))
     metric_names = sorted({k for r in rows for k in r["metrics"]})
     for name in metric_names:
         columns[METRIC_PREFIX + name] = np.array(

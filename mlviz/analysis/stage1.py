@@ -61,6 +61,7 @@ class ParameterImportance:
     n_boot: int
     level: float = 0.95
     note: str | None = None
+    main_effects_overlap: bool = False  # Σ ω² > 100% (or > the forest's R²): shares are not additive
 
 
 def _omega_squared(counts: np.ndarray, sums: np.ndarray, sum_y: np.ndarray, sum_y2: np.ndarray, n: float, slices):
@@ -111,8 +112,12 @@ def parameter_importance(
     total = float(positive.sum())
     normalized = positive / total if total > 0 else np.zeros_like(positive)
     forest_r2 = _forest_r2(sweep, varied, y, seed) if forest and n >= 20 else None
-    interactions = None if forest_r2 is None else max(0.0, forest_r2 - total)
-    explained = max(total, forest_r2 or 0.0)
+    # Main effects add up only when the parameters were sampled independently; an adaptive sampler
+    # (TPE) makes them overlap (Σ ω² > 100%). Then what the parameters explain together is the forest's
+    # R², and the split into main effects and interactions is not defined: say so, never cap at 100%.
+    overlap = total > 1.0
+    interactions = None if forest_r2 is None or overlap else max(0.0, forest_r2 - total)
+    explained = (forest_r2 if forest_r2 is not None else 1.0) if overlap else max(total, forest_r2 or 0.0)
     order = np.argsort(-point, kind="mergesort")
     pick = lambda a: [float(a[i]) for i in order]  # noqa: E731
     return ParameterImportance(
@@ -124,14 +129,15 @@ def parameter_importance(
         ci_high=pick(hi),
         normalized=pick(normalized),
         n_levels=[n_levels[i] for i in order],
-        main_effects_total=min(total, 1.0),
+        main_effects_total=total,
         forest_r2=forest_r2,
         interactions=interactions,
         unexplained=max(0.0, 1.0 - explained),
         n_runs=n,
         n_boot=n_boot,
         note=(f"main effects add up to {total:.0%}: the parameters were not sampled independently (an adaptive "
-              "sampler such as TPE, or a filtered grid), so their effects overlap" if total > 1.0 else None),
+              "sampler such as TPE, or a filtered grid), so their effects overlap" if overlap else None),
+        main_effects_overlap=overlap,
     )
 
 

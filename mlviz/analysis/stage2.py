@@ -29,7 +29,7 @@ def _stage2(sweep: Sweep) -> Sweep:
 def config_keys(sweep: Sweep, table: pd.DataFrame) -> pd.Series:
     """One string per run naming its configuration: hyperparameters that vary anywhere in the
     sweep, without replicate seeds."""
-    names = [p.name for p in sweep.params.values() if not p.seed and not p.fixed]
+    names = [p.name for p in sweep.params.values() if not p.seed and not p.fixed and not getattr(p, "left_out", None)]
     if not names:
         return pd.Series(["(single configuration)"] * len(table), index=table.index)
     cols = table[[sweep.params[n].column for n in names]].astype(object).astype(str)

@@ -236,17 +236,17 @@ BEST_MODEL_FIGURES: list[FigureSpec] = [
 PROGRESS_FIGURES: list[FigureSpec] = [
     FigureSpec(PROGRESS, "metrics_evolution",
                "AUC (95% bootstrap interval), AP, accuracy, F1, precision, recall and calibration per epoch, "
-               "each epoch at its own threshold; the best epoch marked.",
+               "each epoch at its own threshold (multi-class: the arg-max class); the best epoch marked.",
                "per-epoch predictions", _metrics_evolution, f"{RP}:plot_metrics_evolution"),
     FigureSpec(PROGRESS, "score_evolution",
-               "Class-conditional score distributions at checkpoint epochs, with each epoch's threshold.",
+               "Class-conditional score distributions at checkpoint epochs, with each epoch's threshold (binary; multi-class: the arg-max class).",
                "per-epoch predictions from two epochs", _score_evolution, f"{RP}:plot_score_evolution"),
     FigureSpec(PROGRESS, "sample_trajectories",
                "Scores of individual samples across epochs (spread over the final score range), each class's "
                "median and IQR, and the per-epoch threshold.",
                "per-epoch predictions from two epochs", _trajectories, f"{RP}:plot_sample_trajectories"),
     FigureSpec(PROGRESS, "late_bloomers",
-               "Samples whose classification flipped, judged at each epoch's own threshold: how many, when "
+               "Samples whose classification flipped, judged at each epoch's own threshold (multi-class: the arg-max class): how many, when "
                "they were learned, and the latest bloomers.",
                "per-epoch predictions from two epochs", _late, f"{RP}:plot_late_bloomers"),
     FigureSpec(PROGRESS, "decision_boundary_evolution",

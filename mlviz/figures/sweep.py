@@ -81,7 +81,11 @@ def _effects(ctx):
 def _top_k(ctx):
     from mlviz.analysis.stage1 import top_k
 
-    return top_k(_stage1(ctx), k=ctx.options.top_k)
+    result = top_k(_stage1(ctx), k=ctx.options.top_k)
+    order = ctx.importance_order()
+    if order:  # the table shows the first parameters: the most important ones
+        result.params = [p for p in order if p in result.params] + [p for p in result.params if p not in order]
+    return result
 
 
 def _distributions(ctx):
@@ -126,28 +130,59 @@ def _dashboard(ctx):
     return panels
 
 
+def candidate_names(ctx) -> dict[str, str]:
+    """{configuration key: "#rank run name"}: stage-2 figures name candidates as the runs are named in
+    MLflow (the seeds' common name, e.g. `cand06` for `cand06-seed0`/`cand06-seed1`), ranked by the
+    stage-2 objective, so a reader can find them in the UI."""
+    import os
+    import re
+
+    from mlviz.analysis.stage2 import candidates
+
+    if "_candidate_names" not in ctx.results:
+        table = candidates(ctx.sweep).table
+        name_of = dict(zip(ctx.sweep.runs["run_id"], ctx.sweep.runs["run_name"], strict=True))
+        names = {}
+        for rank, row in enumerate(table.itertuples(), start=1):
+            runs = [str(name_of.get(r) or r[:8]) for r in str(row.run_ids).split(",")]
+            common = re.sub(r"[-_/.\s]*(seed|s|rep|run)?[-_=]?$", "", os.path.commonprefix(runs), flags=re.I)
+            label = common if len(runs) > 1 and len(common) >= 3 else str(name_of.get(row.best_run_id) or runs[0])
+            names[row.config] = f"#{rank} {label}"
+        ctx.results["_candidate_names"] = names
+    return ctx.results["_candidate_names"]
+
+
+def _named(ctx, result):
+    """The result with `config_names` (see candidate_names) for its renderer."""
+    try:
+        result.config_names = candidate_names(ctx)
+    except Exception:  # noqa: BLE001 - names are a nicety; the figure stands without them
+        result.config_names = {}
+    return result
+
+
 def _agreement(ctx):
     from mlviz.analysis.stage2 import stage_agreement
 
-    return stage_agreement(ctx.sweep, **ctx.boot)
+    return _named(ctx, stage_agreement(ctx.sweep, **ctx.boot))
 
 
 def _criteria(ctx):
     from mlviz.analysis.stage2 import selection_criteria
 
-    return selection_criteria(ctx.sweep)
+    return _named(ctx, selection_criteria(ctx.sweep))
 
 
 def _curves(ctx):
     from mlviz.analysis.stage2 import learning_curves
 
-    return learning_curves(ctx.sweep, ctx.histories)
+    return _named(ctx, learning_curves(ctx.sweep, ctx.histories))
 
 
 def _seeds(ctx):
     from mlviz.analysis.stage2 import seed_variance
 
-    return seed_variance(ctx.sweep)
+    return _named(ctx, seed_variance(ctx.sweep))
 
 
 def _stage2_sweep(ctx) -> Sweep:
@@ -176,7 +211,7 @@ def _interactions(ctx):
 def _best_config(ctx):
     from mlviz.analysis.stage2 import best_config
 
-    return best_config(ctx.sweep)
+    return _named(ctx, best_config(ctx.sweep))
 
 
 def _dashboard2(ctx):
@@ -197,15 +232,20 @@ R2 = "mlviz.render.stage2"
 REGISTRY: list[FigureSpec] = [
     FigureSpec(STAGE1, "parameter_importance",
                "Share of the objective's variance each parameter explains alone (ω²) with 95% bootstrap "
-               "intervals, and how much is left to interactions and noise.",
+               "intervals, and how much is left to interactions and noise; when the main effects overlap (an "
+               "adaptive sampler such as TPE), their real sum beside what the parameters explain together "
+               "(random-forest out-of-bag R²).",
                "a varied parameter and 4 runs", _importance, f"{R1}:plot_importance"),
-    FigureSpec(STAGE1, "heatmaps", "Mean objective per cell for each pair of varied parameters, with n per cell.",
+    FigureSpec(STAGE1, "heatmaps", "Mean objective per cell for each pair of the most important varied parameters, with n per "
+               "cell; cells with fewer runs are drawn fainter.",
                "two varied parameters", _heatmaps, f"{R1}:plot_heatmaps", many=True),
     FigureSpec(STAGE1, "parallel_coordinates",
                "One line per run across the parameters (log axes where the parameter is log-scaled), "
-               "coloured by the objective; the top 10 in red.",
+               "coloured by the objective; the top 10 in red. Above 12 parameters, the 12 most important "
+               "(the others named; all in the JSON).",
                "a varied parameter", _parallel, f"{R1}:plot_parallel_coordinates"),
-    FigureSpec(STAGE1, "parameter_effects", "Box plots of the objective for each value or bin of each parameter.",
+    FigureSpec(STAGE1, "parameter_effects", "Box plots of the objective for each value or bin of each parameter, most important "
+               "first (above 12 parameters, the others named; all in the JSON).",
                "a varied parameter", _effects, f"{R1}:plot_parameter_effects"),
     FigureSpec(STAGE1, "top_k_comparison", "The best runs: their main metrics and parameters.",
                "one run", _top_k, f"{R1}:plot_top_k"),
@@ -228,7 +268,8 @@ REGISTRY: list[FigureSpec] = [
     FigureSpec(STAGE2, "stage2_selection_criterion", "Stage-2 results grouped by why each candidate was selected.",
                "the mlviz.selection_criterion tag", _criteria, f"{R2}:plot_criteria"),
     FigureSpec(STAGE2, "learning_curves",
-               "Per-epoch curves of the top candidates; bands span the seeds of a configuration.",
+               "Per-epoch curves of the top candidates (named by run, with their stage-2 rank); bands span "
+               "the seeds of a configuration.",
                "stage-2 metric histories", _curves, f"{R2}:plot_learning_curves"),
     FigureSpec(STAGE2, "seed_variance",
                "Spread over seeds per configuration, and the share of variance due to hyperparameters vs seeds.",

@@ -321,8 +321,9 @@ def plot_importance_comparison(r: ImportanceComparison):
         ax.set_yticks(y, r.params)
         ax.set_xlabel(f"ω² for {imp.objective} (95% CI)")
         r2 = "" if imp.forest_r2 is None else f"; forest R² {imp.forest_r2:.2f}"
-        ax.set_title(f"{_short(label, 40)}\n{imp.n_runs} stage-1 runs; main effects {imp.main_effects_total:.0%}{r2}",
-                     fontsize=9)
+        effects = (f"main effects overlap (sum {imp.main_effects_total:.0%})" if imp.main_effects_overlap
+                   else f"main effects {imp.main_effects_total:.0%}")
+        ax.set_title(f"{_short(label, 40)}\n{imp.n_runs} stage-1 runs; {effects}{r2}", fontsize=9)
         if j:
             ax.tick_params(labelleft=False)
     fig.suptitle("Parameter importance per sweep: the share of the objective's variance each parameter "

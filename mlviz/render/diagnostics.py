@@ -99,11 +99,19 @@ def draw_roc(ax, r: RocCurves, head: str):
         label = f"{row['class']}: AUC {auc}" if multi else f"AUC {auc}"
         ax.plot(cur["fpr"], cur["tpr"], color=colour, lw=1.4 if not multi else 1.0, label=label,
                 drawstyle="steps-post")
-        if not multi and len(r.band):
+        if len(r.band):
             band = r.band[(r.band["head"] == head) & (r.band["class"] == row["class"])]
-            ax.fill_between(band["fpr"], band["tpr_low"], band["tpr_high"], step="post", color=colour, alpha=0.18,
-                            lw=0, label=f"{r.level:.0%} bootstrap band (pointwise)")
-        if not multi:
+            ax.fill_between(band["fpr"], band["tpr_low"], band["tpr_high"], step="post", color=colour,
+                            alpha=0.18 if not multi else 0.07, lw=0,
+                            label=f"{r.level:.0%} bootstrap band (pointwise)" if not multi or colour == colours[0]
+                            else None)
+        if multi:  # each class's operating points, in its colour; one legend entry says what they are
+            first = colour == colours[0]
+            ax.plot(row["youden_fpr"], row["youden_tpr"], "o", color=colour, ms=4.5, mec="black", mew=0.5, zorder=4,
+                    label="● Youden J, per class" if first else None)
+            ax.plot(row["f1_fpr"], row["f1_tpr"], "s", color=colour, ms=4.5, mec="black", mew=0.5, zorder=4,
+                    label="■ max-F1, per class" if first else None)
+        else:
             ax.plot(row["youden_fpr"], row["youden_tpr"], "o", color="black", ms=6, zorder=4,
                     label=f"Youden J {row['youden_j']:.2f} at {row['youden_threshold']:.3g}")
             ax.plot(row["f1_fpr"], row["f1_tpr"], "s", color=style.SECONDARY, ms=6, zorder=4, mec="black",
@@ -163,6 +171,9 @@ def draw_pr(ax, r: PrCurves, head: str):
         if not multi:
             ax.plot(row["f1_recall"], row["f1_precision"], "s", color=style.SECONDARY, mec="black", ms=6, zorder=4,
                     label=f"max F1 {row['max_f1']:.2f} at {row['f1_threshold']:.3g}")
+        else:
+            ax.plot(row["f1_recall"], row["f1_precision"], "s", color=colour, mec="black", mew=0.5, ms=4.5, zorder=4,
+                    label="■ max-F1, per class" if colour == colours[0] else None)
     ax.set_xlim(-0.01, 1.01)
     ax.set_ylim(-0.01, 1.03)
     ax.set_xlabel("recall")
@@ -252,7 +263,7 @@ def plot_metrics_vs_threshold(r: ThresholdMetrics):
         multi = header[0] == "class"
         tax.set_title("per class, one-vs-rest, at the chosen threshold" if multi else
                       "threshold table (* chosen, † max F1; flagged = predicted positive)", fontsize=9)
-    fig.suptitle("Metrics against the decision threshold")
+    style.suptitle(fig, "Metrics against the decision threshold")
     return fig
 
 
@@ -289,7 +300,7 @@ def plot_score_distributions(r: ScoreDistributions):
         draw_distribution(axes[0, 0], r, heads[0], per_head[heads[0]][0])
         axes[0, 0].set_title(f"{per_head[heads[0]][0]} vs rest — " + axes[0, 0].get_title())
     elif len(heads) == 1:
-        fig, axes = _grid(k, 5, 3.3, 2.8)
+        fig, axes = _grid(k, 3, 3.6, 3.0)
         for ax, c in zip(axes, per_head[heads[0]], strict=True):
             draw_distribution(ax, r, heads[0], c, compact=True)
     else:
@@ -303,8 +314,8 @@ def plot_score_distributions(r: ScoreDistributions):
                 else:
                     ax.axis("off")
     what = "score" if not r.probabilities else "probability"
-    fig.suptitle(f"Class-conditional {what} distributions (each group's density integrates to 1; "
-                 "multi-class: each class's probability, true class vs the rest)")
+    style.suptitle(fig, f"Class-conditional {what} distributions (each group's density integrates to 1; "
+                        "multi-class: each class's probability, true class vs the rest)")
     return fig
 
 
@@ -340,7 +351,7 @@ def plot_confusion_matrix(r: ConfusionMatrices):
         im = draw_confusion(ax, m)
     if im is not None:
         fig.colorbar(im, ax=axes, shrink=0.7, label="row % (share of the true class)")
-    fig.suptitle("Confusion matrix: counts and row percentages")
+    style.suptitle(fig, "Confusion matrix: counts and row percentages")
     _note(fig, r.convention)
     return fig
 
@@ -397,7 +408,7 @@ def plot_calibration(r: Calibration):
         rr, cc = divmod(i, cols)
         draw_reliability(fig.add_subplot(gs[2 * rr, cc]), r, head)
         draw_bin_counts(fig.add_subplot(gs[2 * rr + 1, cc]), r, head)
-    fig.suptitle(f"Calibration: reliability diagram, {r.level:.0%} bootstrap intervals ({r.n_boot} resamples)")
+    style.suptitle(fig, f"Calibration: reliability diagram, {r.level:.0%} bootstrap intervals ({r.n_boot} resamples)")
     _note(fig, r.convention)
     return fig
 
@@ -460,20 +471,26 @@ def plot_slice_metrics(r: SliceMetrics):
     for ax in axes.flat[len(pairs):]:
         ax.axis("off")
     what = "Error by slice" if r.primary == "mae" else "Metrics by slice"
-    fig.suptitle(f"{what}: {r.primary} per value, worst slice on top")
+    style.suptitle(fig, f"{what}: {r.primary} per value, worst slice on top")
     _note(fig, "; ".join(r.notes) if r.notes else None)
     return fig
 
 
 # --------------------------------------------------------------------------- samples
 def _card_text(row: dict) -> str:
+    """Under each thumbnail: the id, the true and the predicted class (each named as such) with their
+    probabilities; lines short enough for the thumbnail's width."""
     p_true = row.get("p_true")
     if p_true is not None and p_true == p_true:  # multi-class: probability of the predicted and the true class
         wrong = row["label"] != row["predicted"]
-        text = f"P(pred) {row['score']:.2f}" + (f" · P(true) {p_true:.2f}" if wrong else "")
-        text += f"\ntrue {row['label']} → {row['predicted']}" if wrong else f"\n{row['label']}"
+        if wrong:
+            text = (f"true {style.shorten(row['label'], 11)} P {p_true:.2f}\n"
+                    f"pred {style.shorten(row['predicted'], 11)} P {row['score']:.2f}")
+        else:
+            text = f"true = pred {style.shorten(row['label'], 11)}\nP {row['score']:.2f}"
     else:
-        text = f"score {row['score']:.3f}"
+        text = f"true {style.shorten(row['label'], 12)}\nscore {row['score']:.3f}" if "label" in row else \
+            f"score {row['score']:.3f}"
     return f"id {str(row['sample_id'])[:14]}\n{text}"
 
 
@@ -482,8 +499,10 @@ def draw_thumbnail_row(ax, rows: list[dict], images: np.ndarray, colour, ncols: 
     """Thumbnails side by side in one axes (one axes per row keeps large galleries quick to lay out);
     `overlays`: attribution maps in [0, 1] drawn over them (opacity growing with the map)."""
     gap = 0.12
+    # With an overlay, the input is drawn beside it (not only under it), so the input stays visible.
+    tile = 2.04 if overlays is not None else 1.0
     for j, row in enumerate(rows):
-        x0 = j * (1 + gap)
+        x0 = j * (tile + gap)
         img = images[int(row["thumbnail"])]
         ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest",
                   extent=(x0, x0 + 1, 0, 1))
@@ -491,12 +510,14 @@ def draw_thumbnail_row(ax, rows: list[dict], images: np.ndarray, colour, ncols: 
             from mlviz.render.overlay import MLVIZ_HEAT
 
             cam = np.asarray(overlays[int(row["thumbnail"])], dtype=float)
+            ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest",
+                      extent=(x0 + 1.04, x0 + 2.04, 0, 1))
             ax.imshow(cam, cmap=MLVIZ_HEAT, vmin=0, vmax=1, alpha=np.clip(0.6 * (0.3 + 0.7 * cam), 0, 1),
-                      interpolation="nearest", extent=(x0, x0 + 1, 0, 1))
-        ax.add_patch(plt.Rectangle((x0, 0), 1, 1, fill=False, ec=colour, lw=2.5))
-        ax.text(x0 + 0.5, 1.04, text(row), ha="center", va="bottom", fontsize=6.5)
-    ax.set_xlim(-0.05, ncols * (1 + gap) - gap + 0.05)
-    ax.set_ylim(-0.03, 1.45)
+                      interpolation="nearest", extent=(x0 + 1.04, x0 + 2.04, 0, 1))
+        ax.add_patch(plt.Rectangle((x0, 0), tile, 1, fill=False, ec=colour, lw=2.5))
+        ax.text(x0 + tile / 2, 1.04, text(row), ha="center", va="bottom", fontsize=6.5)
+    ax.set_xlim(-0.05, ncols * (tile + gap) - gap + 0.05)
+    ax.set_ylim(-0.03, 1.6)
     ax.set_aspect("equal")
     ax.axis("off")
 
@@ -526,7 +547,7 @@ def _selection_table(r: SampleSelection, title: str):
         ax.set_title(_head_title(h, f"threshold {thr:.3g}" if thr is not None else "arg-max class"), fontsize=9)
     for ax in axes.flat[len(heads):]:
         ax.axis("off")
-    fig.suptitle(title)
+    style.suptitle(fig, title)
     return fig
 
 
@@ -549,8 +570,9 @@ def _selection_grid(r: SampleSelection, ncols: int, title: str):
         for i, ch in enumerate(chunks):
             layout.append((h, c, ch, i == 0))
     cell = 1.5
-    fig = style.figure(max(1.3 + cell * ncols, 6), 1.45 * cell * len(layout) + 0.7)
-    gs = fig.add_gridspec(len(layout), 2, width_ratios=[1.2, cell * ncols])
+    wide = 2.16 if getattr(r.pixels, "overlays", None) is not None else 1.0  # input | overlay per card
+    fig = style.figure(max(1.3 + cell * ncols * wide, 6), 1.45 * cell * len(layout) + 0.7)
+    gs = fig.add_gridspec(len(layout), 2, width_ratios=[1.2, cell * ncols * wide])
     for i, (h, c, chunk, first) in enumerate(layout):
         lab = fig.add_subplot(gs[i, 0])
         lab.axis("off")
@@ -568,8 +590,8 @@ def _selection_grid(r: SampleSelection, ncols: int, title: str):
 
         bar = fig.colorbar(ScalarMappable(plt.Normalize(0, 1), MLVIZ_HEAT), ax=fig.axes, shrink=0.6, pad=0.01)
         bar.set_label(r.pixels["overlay"], fontsize=7)
-        title += f" (overlay: {r.pixels['overlay'].split(' for ')[0]})"
-    fig.suptitle(title)
+        title += f" (each card: the input, then the {r.pixels['overlay'].split(' for ')[0]} overlay)"
+    style.suptitle(fig, title)
     notes = []
     for h in dict.fromkeys(r.table["head"]):
         empty = [c for c in r.cases if not ((r.table["head"] == h) & (r.table["case"] == c)).any()]

@@ -48,7 +48,8 @@ def draw_metrics_evolution(ax, ax2, r: MetricsEvolution, head: str):
     ax.set_ylabel("metric (bands: 95% bootstrap)")
     ax.legend(fontsize=7, loc="lower right")
     _epoch_axis(ax, e)
-    ax.set_title(_head_title(head, "discrimination; binary at each epoch's threshold"))
+    ax.set_title(_head_title(head, "discrimination; binary metrics at each epoch's threshold" if r.task == "binary"
+                             else "discrimination; predicted class = arg-max"))
     for m, colour in (("ece", "#8c564b"), ("brier", "#e377c2")):
         if m in t and t[m].notna().any():
             ax2.plot(e, t[m], marker="o", ms=3, color=colour, label=m)
@@ -70,17 +71,26 @@ def plot_metrics_evolution(r: MetricsEvolution):
     fig, axes = _rows(len(r.heads), 2, 6.2, 4.0)
     for (ax, ax2), head in zip(axes, r.heads, strict=True):
         draw_metrics_evolution(ax, ax2, r, head)
-    fig.suptitle(f"Metrics per epoch (threshold rule: {r.rule}; {r.n_boot} bootstrap resamples)")
+    rule = f"threshold rule: {r.rule}" if r.task == "binary" else "predicted class: arg-max"
+    style.suptitle(fig, f"Metrics per epoch ({rule}; {r.n_boot} bootstrap resamples)")
     return fig
 
 
 # --------------------------------------------------------------------------- score evolution
 def plot_score_evolution(r: ScoreEvolution):
     k = len(r.checkpoints)
-    fig, axes = _rows(len(r.heads), k, 2.8, 2.6, sharex=True)
+    # One head: checkpoints wrap onto rows of three, so the figure is not a thin strip.
+    wrap = len(r.heads) == 1 and k > 3
+    cols = 3 if wrap else k
+    fig, axes = _rows(-(-k // 3) if wrap else len(r.heads), cols, 3.4 if wrap else 2.8, 2.8, sharex=True)
+    for ax in axes.flat[k:] if wrap else []:
+        ax.axis("off")
+    for ax in axes.flat if wrap else []:
+        ax.tick_params(labelbottom=True)  # wrapped rows: every panel keeps its own scale labels
+    dashed = False
     for i, head in enumerate(r.heads):
         for j, e in enumerate(r.checkpoints):
-            ax = axes[i, j]
+            ax = axes.flat[j] if wrap else axes[i, j]
             sub = r.hist[(r.hist["head"] == head) & (r.hist["epoch"] == e)]
             for colour, (group, g) in zip((NEG, POS), sub.groupby("group", sort=False), strict=False):
                 edges = np.r_[g["bin_lo"].to_numpy(), g["bin_hi"].to_numpy()[-1]]
@@ -89,12 +99,14 @@ def plot_score_evolution(r: ScoreEvolution):
             thr = r.thresholds[(r.thresholds["head"] == head) & (r.thresholds["epoch"] == e)]["threshold"]
             if len(thr) and thr.iloc[0] is not None and np.isfinite(thr.iloc[0]):
                 ax.axvline(thr.iloc[0], color="black", ls="--", lw=1)
+                dashed = True
             ax.set_title(f"{head + ': ' if head else ''}epoch {e}", fontsize=8.5)
-            if j == 0:
+            if j % cols == 0:
                 ax.set_ylabel("density")
                 ax.legend(fontsize=6)
             ax.set_xlabel(r.score, fontsize=7)
-    fig.suptitle("Score distributions at checkpoint epochs (dashed: that epoch's threshold)")
+    style.suptitle(fig, "Score distributions at checkpoint epochs" + (" (dashed: that epoch's threshold)" if dashed
+                                                                      else " (predicted class: arg-max)"))
     return fig
 
 
@@ -124,7 +136,7 @@ def plot_sample_trajectories(r: SampleTrajectories):
     for ax in flat[len(r.heads):]:
         ax.axis("off")
     note = f"; {r.dropped} samples missing at some epoch left out" if r.dropped else ""
-    fig.suptitle(f"Sample trajectories ({r.n_samples} samples followed{note})")
+    style.suptitle(fig, f"Sample trajectories ({r.n_samples} samples followed{note})")
     return fig
 
 
@@ -178,7 +190,9 @@ def plot_late_bloomers(r: LateBloomers):
         draw_thumbnail_row(ax, t, r.pixels.array, CATEGORY_COLOURS["late bloomer"], max(len(t), 1),
                            text=lambda row: f"id {str(row['sample_id'])[:10]}\nlearned at epoch {row['learned_epoch']}")
         ax.set_title(f"{r.heads[0] + ': ' if r.heads[0] else ''}the latest bloomers", fontsize=9)
-    fig.suptitle(f"Late bloomers: classification changes, each epoch at its own threshold (rule: {r.rule})")
+    how = f"each epoch at its own threshold (rule: {r.rule})" if r.task == "binary" else \
+        "predicted class = arg-max at each epoch"
+    style.suptitle(fig, f"Late bloomers: classification changes, {how}")
     return fig
 
 
@@ -216,5 +230,5 @@ def plot_decision_boundary_evolution(r: DecisionBoundary):
         ax2.legend(lines, [ln.get_label() for ln in lines], fontsize=7, loc="lower right")
         _epoch_axis(ax2, e)
         ax2.set_title("separation of the classes")
-    fig.suptitle(f"Decision boundary per epoch ({r.separation})")
+    style.suptitle(fig, f"Decision boundary per epoch ({r.separation})")
     return fig

@@ -32,11 +32,16 @@ def draw_heatmap_pair(ax, pair, metric: str, mode: str, annotate: bool = True, c
     cmap = plt.get_cmap(style.OBJECTIVE_CMAP if mode == "max" else style.OBJECTIVE_CMAP + "_r").with_extremes(
         bad="#eeeeee")
     vmin, vmax = limits if limits else (None, None)
-    im = ax.imshow(np.ma.masked_invalid(mean), cmap=cmap, aspect="auto", origin="lower", vmin=vmin, vmax=vmax)
-    ax.set_xticks(range(len(pair.x_labels)), pair.x_labels, rotation=40, ha="right")
-    ax.set_yticks(range(len(pair.y_labels)), pair.y_labels)
-    ax.set_xlabel(pair.x_param)
-    ax.set_ylabel(pair.y_param)
+    counts = np.array(pair.n, dtype=float)
+    # A cell of one run is as loud as its mean is extreme: fade cells by their n (full colour at the
+    # pair's largest n), so a reader's eye goes to the cells that carry evidence.
+    alpha = 0.25 + 0.75 * np.sqrt(counts / counts.max()) if counts.size and counts.max() > 0 else None
+    im = ax.imshow(np.ma.masked_invalid(mean), cmap=cmap, aspect="auto", origin="lower", vmin=vmin, vmax=vmax,
+                   alpha=alpha)
+    style.set_ticklabels(ax, "x", range(len(pair.x_labels)), pair.x_labels, limit=18, fontsize=7)
+    style.set_ticklabels(ax, "y", range(len(pair.y_labels)), pair.y_labels, limit=18, fontsize=7)
+    ax.set_xlabel(style.shorten(pair.x_param, style.chars_along(ax, "x", 9)))
+    ax.set_ylabel(style.shorten(pair.y_param, style.chars_along(ax, "y", 9)))
     if annotate:
         if limits:
             lo, hi = limits
@@ -47,18 +52,18 @@ def draw_heatmap_pair(ax, pair, metric: str, mode: str, annotate: bool = True, c
                 if v is None:
                     continue
                 dark = (v - lo) / ((hi - lo) or 1) < 0.5
-                dark = dark if mode == "max" else not dark
+                dark = (dark if mode == "max" else not dark) and alpha is not None and alpha[yi][xi] > 0.6
                 ax.text(xi, yi, f"{v:.3g}\nn={pair.n[yi][xi]}", ha="center", va="center", fontsize=6,
                         color="white" if dark else "black")
     if colorbar:
-        ax.figure.colorbar(im, ax=ax, shrink=0.8, label=f"mean {metric}")
+        ax.figure.colorbar(im, ax=ax, shrink=0.8, label=f"mean {style.shorten(metric, 30)}")
     return im
 
 
 def plot_heatmaps(result: Heatmaps):
     n = len(result.pairs)
     rows, cols = style.grid_shape(n, 4)
-    fig, axes = style.subplots(rows, cols, 4.2 * cols, 3.6 * rows)
+    fig, axes = style.subplots(rows, cols, 4.4 * cols, 3.9 * rows + 0.6)
     cells = max((len(p.x_labels) * len(p.y_labels) for p in result.pairs), default=0)
     values = np.concatenate([_cells(p).ravel() for p in result.pairs]) if result.pairs else np.array([])
     values = values[np.isfinite(values)]
@@ -70,22 +75,31 @@ def plot_heatmaps(result: Heatmaps):
     for ax in axes.flat[n:]:
         ax.axis("off")
     if im is not None:
-        fig.colorbar(im, ax=axes, shrink=0.6, label=f"mean {result.metric} (one scale for all panels)")
-    note = f"; not shown: {', '.join(result.params_left_out)}" if result.params_left_out else ""
-    fig.suptitle(f"Mean {result.metric} per parameter pair ({style.direction_word(result.mode)}; "
-                 f"cells show mean and n; 95% bootstrap intervals in the JSON){note}")
+        fig.colorbar(im, ax=axes, shrink=0.6, label=style.wrap(
+            f"mean {style.shorten(result.metric, 24)} (one scale for all panels)", 28))
+    style.suptitle(fig, f"Mean {result.metric} per parameter pair ({style.direction_word(result.mode)}; "
+                        "cells show mean and n, fainter cells have fewer runs; 95% bootstrap intervals in the JSON)")
+    if result.params_left_out:
+        left = result.params_left_out
+        names = ", ".join(style.shorten(p, 24) for p in left[:6]) + (f" and {len(left) - 6} more" if len(left) > 6 else "")
+        style.footnote(fig, f"Not shown ({len(left)} less important parameters): {names}")
     return fig
 
 
 # --------------------------------------------------------------------------- parallel coordinates
-def draw_parallel_coordinates(ax, result: ParallelCoordinates):
-    names = [a.name for a in result.axes]
+MAX_AXES = 12  # above this many parameters, the figures show the most important ones and name the rest
+
+
+def draw_parallel_coordinates(ax, result: ParallelCoordinates, limit: int = MAX_AXES):
+    params = [a for a in result.axes if a.name != result.objective]
+    axes_shown = params[:limit] + [a for a in result.axes if a.name == result.objective]
+    names = [a.name for a in axes_shown]
     data = result.coords[names].to_numpy(dtype=float, copy=True)
     values = result.coords["objective_value"].to_numpy(dtype=float)
     n, d = data.shape
     # Spread runs that share a discrete value over a narrow band so bundles stay distinguishable.
     rng = np.random.default_rng(0)
-    for j, axis in enumerate(result.axes):
+    for j, axis in enumerate(axes_shown):
         if axis.kind in ("categorical", "bool") or (axis.kind == "int" and len(axis.tick_positions) <= 12):
             spacing = 1.0 / max(len(axis.tick_positions) - 1, 1)
             data[:, j] += rng.uniform(-0.08, 0.08, n) * spacing
@@ -103,66 +117,105 @@ def draw_parallel_coordinates(ax, result: ParallelCoordinates):
     top = result.coords.set_index("run_id").loc[result.top_run_ids, names].to_numpy(dtype=float)
     for row in top:
         ax.plot(xs, row, color=style.HIGHLIGHT, lw=1.6, alpha=0.9, zorder=3)
-    for i, axis in enumerate(result.axes):
-        ax.axvline(i, color="black", lw=0.8, zorder=2)
+    # Tick labels sit on an opaque box above every line (zorder), cut to the room up to the next axis.
+    room = max(6, int(style.axis_length_in(ax, "x") / max(d - 0.4, 1) * 72 / (0.62 * 7)) - 1)
+    for i, axis in enumerate(axes_shown):
+        ax.axvline(i, color="black", lw=0.8, zorder=4)
         for pos, lab in zip(axis.tick_positions, axis.tick_labels, strict=True):
-            ax.text(i + 0.03, pos, lab, fontsize=7, va="center", zorder=4,
-                    bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.7})
-    ax.set_xticks(xs, [a.name + (" (log)" if a.log_scale else "") for a in result.axes], rotation=20, ha="right")
+            ax.text(i + 0.03, pos, style.shorten(lab, room), fontsize=7, va="center", zorder=6,
+                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "#bbbbbb", "lw": 0.4, "alpha": 0.95})
+    style.set_ticklabels(ax, "x", xs, [style.shorten(a.name, 26) + (" (log)" if a.log_scale else "")
+                                        for a in axes_shown], limit=32)
     ax.set_yticks([])
     ax.set_xlim(-0.2, d - 0.6)
     ax.set_ylim(-0.1, 1.05)
     ax.spines["left"].set_visible(False)
-    ax.figure.colorbar(lines, ax=ax, label=result.objective, shrink=0.8)
+    ax.figure.colorbar(lines, ax=ax, label=style.shorten(result.objective, 40), shrink=0.8)
     return ax
 
 
 def plot_parallel_coordinates(result: ParallelCoordinates):
-    fig = style.figure(max(8, 1.6 * len(result.axes) + 2), 5.5)
+    fig = style.figure(max(8, 1.5 * min(len(result.axes), MAX_AXES + 1) + 2), 6)
     ax = fig.add_subplot()
     draw_parallel_coordinates(ax, result)
-    ax.set_title(f"{len(result.coords)} runs, coloured by {result.objective} ({style.direction_word(result.mode)}); "
-                 f"top {len(result.top_run_ids)} in red; runs missing a value sit below the axis")
+    style.title(ax, f"{len(result.coords)} runs, coloured by {result.objective} ({style.direction_word(result.mode)}); "
+                    f"top {len(result.top_run_ids)} in red; runs missing a value sit below the axis")
+    _name_the_rest(fig, [a.name for a in result.axes if a.name != result.objective][MAX_AXES:], MAX_AXES)
     return fig
 
 
+def _name_the_rest(fig, rest: list[str], shown: int) -> None:
+    if rest:
+        names = ", ".join(style.shorten(p, 24) for p in rest[:8]) + (f" and {len(rest) - 8} more" if len(rest) > 8 else "")
+        style.footnote(fig, f"The {shown} most important parameters are shown; not shown: {names} (all in the JSON).")
+
+
 # --------------------------------------------------------------------------- importance
-def draw_importance(ax, result: ParameterImportance):
-    y = np.arange(len(result.params))[::-1]
-    imp = np.array(result.importance)
-    lo, hi = np.array(result.ci_low), np.array(result.ci_high)
+def draw_importance(ax, result: ParameterImportance, limit: int | None = None):
+    k = min(len(result.params), limit or len(result.params))
+    y = np.arange(k)[::-1]
+    imp = np.array(result.importance[:k])
+    lo, hi = np.array(result.ci_low[:k]), np.array(result.ci_high[:k])
     # The bar shows the share explained (never below 0); the interval is drawn as computed around the
     # bias-corrected estimate, which can lie below 0 for a parameter that explains nothing.
     ax.barh(y, np.clip(imp, 0, None), color=style.PRIMARY, alpha=0.85)
     ax.errorbar(imp, y, xerr=[np.clip(imp - lo, 0, None), np.clip(hi - imp, 0, None)],
                 fmt="|", color="black", ecolor="black", capsize=3, lw=1)
-    ax.set_yticks(y, result.params)
+    style.set_ticklabels(ax, "y", y, result.params[:k], limit=36)
     ax.axvline(0, color="black", lw=0.8)
-    ax.set_xlabel(f"share of {result.objective} variance explained alone (ω², 95% CI)")
+    more = f"; top {k} of {len(result.params)}" if k < len(result.params) else ""
+    ax.set_xlabel(style.wrap(f"share of {style.shorten(result.objective, 40)} variance explained alone "
+                             f"(ω², 95% CI{more})", 60))
     return ax
 
 
+def _decomposition(result: ParameterImportance) -> list[tuple[str, float, str]]:
+    """The bars of the right panel: additive shares when the main effects are, otherwise the main effects'
+    sum (overlapping, may exceed 100%) beside what the parameters explain together (forest OOB R²)."""
+    overlap = getattr(result, "main_effects_overlap", False) or result.main_effects_total > 1.0
+    if not overlap:
+        parts = [("main effects", result.main_effects_total, style.PRIMARY)]
+        if result.interactions is not None:
+            parts.append(("interactions", result.interactions, style.SECONDARY))
+        parts.append(("unexplained (noise, seeds)", result.unexplained, style.MUTED))
+        return parts
+    parts = [(f"main effects overlap (sum {result.main_effects_total:.0%})", result.main_effects_total,
+              style.PRIMARY)]
+    if result.forest_r2 is not None:
+        parts.append(("all parameters together (forest OOB R²)", result.forest_r2, style.SECONDARY))
+        parts.append(("unexplained (1 − R²)", 1.0 - result.forest_r2, style.MUTED))
+    return parts
+
+
 def plot_importance(result: ParameterImportance):
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, max(3.5, 0.45 * len(result.params) + 1.5)),
-                                  layout="constrained", gridspec_kw={"width_ratios": [3, 1]})
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, max(3.8, 0.42 * len(result.params) + 2)),
+                                  layout="constrained", gridspec_kw={"width_ratios": [2.6, 1.4]})
     draw_importance(ax, result)
-    ax.set_title(f"Parameter importance for {result.objective} ({result.n_runs} runs, {result.n_boot} bootstrap resamples)")
-    parts = [("main effects", result.main_effects_total, style.PRIMARY)]
-    if result.interactions is not None:
-        parts.append(("interactions", result.interactions, style.SECONDARY))
-    parts.append(("unexplained\n(noise, seeds)", result.unexplained, style.MUTED))
-    bottom = 0.0
-    for label, value, colour in parts:
-        ax2.bar([0], [value], bottom=bottom, color=colour, width=0.6)
-        ax2.text(0, bottom + value / 2, f"{label}\n{value:.0%}", ha="center", va="center", fontsize=8)
-        bottom += value
+    style.title(ax, f"Parameter importance for {result.objective} ({result.n_runs} runs, "
+                    f"{result.n_boot} bootstrap resamples)")
+    parts = _decomposition(result)
+    overlap = parts[0][0].startswith("main effects overlap")
+    if overlap:  # side by side: the overlapping sum is not a share of one whole
+        for i, (label, value, colour) in enumerate(parts):
+            ax2.bar([i], [value], color=colour, width=0.6, label=label if "%" in label else f"{label}: {value:.0%}")
+            ax2.text(i, value, f"{value:.0%}", ha="center", va="bottom", fontsize=8)
+        ax2.axhline(1.0, color="black", lw=0.8, ls=":")
+        ax2.set_xlim(-0.6, len(parts) - 0.4)
+        ax2.set_ylim(0, max(1.0, max(v for _, v, _ in parts)) * 1.12)
+    else:  # stacked: the shares add up to 100%
+        bottom = 0.0
+        for label, value, colour in parts:
+            ax2.bar([0], [value], bottom=bottom, color=colour, width=0.6, label=f"{label}: {value:.0%}")
+            bottom += value
+        ax2.set_xlim(-0.6, 0.6)
+        ax2.set_ylim(0, max(1.0, bottom))
     ax2.set_xticks([])
-    ax2.set_ylim(0, max(1.0, bottom))
+    ax2.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
     ax2.set_ylabel("share of variance")
-    r2 = "" if result.forest_r2 is None else f" (forest OOB R² {result.forest_r2:.2f})"
-    ax2.set_title("what explains the objective" + r2)
+    ax2.legend(loc="upper center", bbox_to_anchor=(0.5, -0.02), fontsize=7, frameon=False)
+    style.title(ax2, "what explains the objective")
     if result.note:
-        fig.text(0.01, 0.005, "Note: " + result.note, fontsize=8, color=style.MUTED)
+        style.footnote(fig, "Note: " + result.note)
     return fig
 
 
@@ -173,63 +226,74 @@ def _bxp_stats(levels):
 
 
 def plot_parameter_effects(result: ParameterEffects):
-    n = len(result.effects)
-    rows, cols = style.grid_shape(n, 3)
-    fig, axes = style.subplots(rows, cols, 4.4 * cols, 3.3 * rows)
-    for ax, eff in zip(axes.flat, result.effects, strict=False):
+    effects = result.effects[:MAX_AXES]
+    n = len(effects)
+    rows, cols = style.grid_shape(n, 4 if n > 9 else 3)
+    fig, axes = style.subplots(rows, cols, 4.6 * cols, 4.4 * rows + 0.5)
+    for ax, eff in zip(axes.flat, effects, strict=False):
         ax.bxp(_bxp_stats(eff.levels), showmeans=True, patch_artist=True,
                boxprops={"facecolor": "#c6dbef"}, meanprops={"marker": "D", "markersize": 4})
-        ax.set_xticks(range(1, len(eff.levels) + 1), [f"{lv.label}\nn={lv.n}" for lv in eff.levels],
-                      rotation=30, ha="right")
-        ax.set_title(eff.param)
-        ax.set_ylabel(result.objective)
+        style.set_ticklabels(ax, "x", range(1, len(eff.levels) + 1), [f"{lv.label}\nn={lv.n}" for lv in eff.levels],
+                             limit=18, fontsize=7)
+        style.title(ax, style.shorten(eff.param, 60))
+        ax.set_ylabel(style.shorten(result.objective, 30))
     for ax in axes.flat[n:]:
         ax.axis("off")
-    fig.suptitle(f"{result.objective} by parameter value ({style.direction_word(result.mode)}; ◆ = mean)")
+    style.suptitle(fig, f"{result.objective} by parameter value ({style.direction_word(result.mode)}; ◆ = mean)")
+    _name_the_rest(fig, [e.param for e in result.effects[MAX_AXES:]], MAX_AXES)
     return fig
 
 
 def plot_categorical_comparison(result: CategoricalComparison):
-    fig, axes = style.subplots(1, 3, 14, 4.2)
+    fig, axes = style.subplots(1, 3, 14, 5.2)
     labels = [lv.label for lv in result.levels]
     x = np.arange(len(labels))
     means = [lv.mean for lv in result.levels]
     stds = [lv.std or 0.0 for lv in result.levels]
     ax = axes[0, 0]
     ax.bar(x, means, yerr=stds, capsize=4, color=[style.PALETTE[i % 8] for i in x], alpha=0.85)
-    ax.set_xticks(x, [f"{lab}\nn={lv.n}" for lab, lv in zip(labels, result.levels, strict=True)])
+    style.set_ticklabels(ax, "x", x, [f"{lab}\nn={lv.n}" for lab, lv in zip(labels, result.levels, strict=True)],
+                         limit=18, fontsize=7)
     ax.set_title("mean ± std")
-    ax.set_ylabel(result.metric)
+    ax.set_ylabel(style.shorten(result.metric, 30))
     lo = min(lv.whislo for lv in result.levels)
     hi = max(lv.whishi for lv in result.levels)
     pad = 0.1 * ((hi - lo) or 1)
     ax.set_ylim(lo - pad, hi + pad)
     axes[0, 1].bxp(_bxp_stats(result.levels), showmeans=True)
+    style.set_ticklabels(axes[0, 1], "x", range(1, len(labels) + 1), labels, limit=18, fontsize=7)
     axes[0, 1].set_title("box plot (◆ = mean)")
     data = [result.values[lab] for lab in labels]
     ok = [i for i, d in enumerate(data) if len(d) > 1]
     if ok:
         axes[0, 2].violinplot([data[i] for i in ok], positions=[i + 1 for i in ok], showmedians=True)
-    axes[0, 2].set_xticks(range(1, len(labels) + 1), labels)
+    style.set_ticklabels(axes[0, 2], "x", range(1, len(labels) + 1), labels, limit=18, fontsize=7)
     axes[0, 2].set_title("distribution")
-    fig.suptitle(f"{result.metric} by {result.param} ({style.direction_word(result.mode)})")
+    style.suptitle(fig, f"{result.metric} by {result.param} ({style.direction_word(result.mode)})")
     return fig
 
 
 # --------------------------------------------------------------------------- runs and metrics
 def draw_top_k_bars(ax, result: TopK):
+    """Dots, not bars: the axis is zoomed to the values (bars from a cut-off baseline would exaggerate
+    differences), and metrics of different scales share it."""
     table = result.table
     width = 0.8 / max(len(result.metrics), 1)
     x = np.arange(len(table))
+    markers = "oDs^vP"
     for i, m in enumerate(result.metrics):
-        ax.bar(x + i * width - 0.4 + width / 2, table[m].to_numpy(dtype=float), width, label=m,
-               color=style.PALETTE[i % 8])
-    ax.set_xticks(x, [f"#{r}" for r in table["rank"]])
-    ax.legend(ncol=min(3, len(result.metrics)), loc="lower right")
+        ax.plot(x + i * width - 0.4 + width / 2, table[m].to_numpy(dtype=float), markers[i % 6], ms=6,
+                label=style.shorten(m, 30), color=style.PALETTE[i % 8], ls="none")
+    ax.grid(axis="y", color="#e5e5e5", lw=0.6)
+    names = [str(nm or rid[:8]) for nm, rid in zip(table["run_name"], table["run_id"], strict=True)]
+    style.set_ticklabels(ax, "x", x, [f"#{r} {nm}" for r, nm in zip(table["rank"], names, strict=True)],
+                         limit=16, fontsize=7)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False)
     vals = table[result.metrics].to_numpy(dtype=float)
     if np.isfinite(vals).any():
         lo, hi = np.nanmin(vals), np.nanmax(vals)
-        ax.set_ylim(lo - 0.1 * ((hi - lo) or abs(lo) or 1), hi + 0.05 * ((hi - lo) or abs(hi) or 1))
+        pad = 0.08 * ((hi - lo) or abs(hi) or 1)
+        ax.set_ylim(lo - pad, hi + pad)
 
 
 def draw_table(ax, header, rows, fontsize=7):
@@ -241,15 +305,26 @@ def draw_table(ax, header, rows, fontsize=7):
     return tab
 
 
+TABLE_PARAMS = 8
+
+
 def plot_top_k(result: TopK):
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(max(10, 1.1 * (len(result.params) + 3)), 8.5),
+    params = list(result.params[:TABLE_PARAMS])
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(max(10, 1.35 * (len(params) + 3)), 8.5),
                                    layout="constrained", gridspec_kw={"height_ratios": [1, 1.1]})
     draw_top_k_bars(ax1, result)
-    ax1.set_title(f"Top {result.k} runs by {result.objective} ({style.direction_word(result.mode)})")
-    header = ["rank", "run", result.objective, *result.params]
-    rows = [[f"#{r['rank']}", str(r["run_name"] or r["run_id"][:8])[:18], style.fmt(r[result.objective], 4),
-             *[style.fmt(r[p]) for p in result.params]] for r in result.table.to_dict(orient="records")]
-    draw_table(ax2, header, rows)
+    style.title(ax1, f"Top {result.k} runs by {result.objective} ({style.direction_word(result.mode)})")
+    header = [style.wrap(style.shorten(h, 26), 13) for h in ["rank", "run", result.objective, *params]]
+    rows = [[f"#{r['rank']}", style.shorten(r["run_name"] or r["run_id"][:8], 14), style.fmt(r[result.objective], 4),
+             *[style.shorten(style.fmt(r[p]), 12) for p in params]] for r in result.table.to_dict(orient="records")]
+    tab = draw_table(ax2, header, rows)
+    for (row, _), cell in tab.get_celld().items():
+        if row == 0:
+            cell.set_height(cell.get_height() * 2)
+    if len(result.params) > len(params):
+        rest = result.params[len(params):]
+        style.footnote(fig, f"{len(rest)} more parameters in the JSON: "
+                            + ", ".join(style.shorten(p, 20) for p in rest[:8]) + (" …" if len(rest) > 8 else ""))
     return fig
 
 
@@ -261,8 +336,8 @@ def plot_metric_distributions(result: MetricDistributions):
         ax.stairs(h.counts, h.edges, fill=True, color="#9ecae1")
         ax.axvline(h.mean, color=style.HIGHLIGHT, lw=1.2, label=f"mean {h.mean:.3g}")
         ax.axvline(h.median, color="black", ls="--", lw=1.2, label=f"median {h.median:.3g}")
-        ax.set_title(f"{h.metric} (n={h.n})")
-        ax.legend()
+        style.title(ax, f"{style.shorten(h.metric, 40)} (n={h.n})")
+        ax.legend(fontsize=7)
     for ax in axes.flat[n:]:
         ax.axis("off")
     fig.suptitle("Final metric distributions")
@@ -275,8 +350,8 @@ def plot_metric_correlations(result: MetricCorrelations):
     ax = fig.add_subplot()
     mat = np.array([[np.nan if v is None else v for v in row] for row in result.pearson], dtype=float)
     im = ax.imshow(mat, cmap=style.DIVERGING_CMAP, vmin=-1, vmax=1)
-    ax.set_xticks(range(k), result.metrics, rotation=40, ha="right")
-    ax.set_yticks(range(k), result.metrics)
+    style.set_ticklabels(ax, "x", range(k), result.metrics, limit=28)
+    style.set_ticklabels(ax, "y", range(k), result.metrics, limit=28)
     if k <= 14:
         for i in range(k):
             for j in range(k):
@@ -294,7 +369,7 @@ def draw_history(ax, result: OptimizationHistory):
                rasterized=True)
     ax.plot(x, result.best_so_far, color=style.HIGHLIGHT, lw=1.5, label="best so far")
     ax.set_xlabel("run (in start order)")
-    ax.set_ylabel(result.objective)
+    ax.set_ylabel(style.shorten(result.objective, 36))
     ax.legend()
 
 
@@ -302,7 +377,7 @@ def plot_optimization_history(result: OptimizationHistory):
     fig = style.figure(9, 4.5)
     ax = fig.add_subplot()
     draw_history(ax, result)
-    ax.set_title(f"Optimisation history of {result.objective} ({style.direction_word(result.mode)})")
+    style.title(ax, f"Optimisation history of {result.objective} ({style.direction_word(result.mode)})")
     return fig
 
 
@@ -312,7 +387,7 @@ def plot_dashboard(results: dict):
     fig = plt.figure(figsize=(16, 10), layout="constrained")
     grid = fig.add_gridspec(2, 3)
     panels = [
-        ("parameter_importance", lambda ax, r: draw_importance(ax, r), "parameter importance"),
+        ("parameter_importance", lambda ax, r: draw_importance(ax, r, limit=10), "parameter importance"),
         ("optimization_history", lambda ax, r: draw_history(ax, r), "optimisation history"),
         ("metric_distributions", lambda ax, r: _draw_objective_hist(ax, r), "objective distribution"),
         ("heatmaps", lambda ax, r: draw_heatmap_pair(ax, r.pairs[0], r.metric, r.mode, annotate=False)
@@ -321,8 +396,9 @@ def plot_dashboard(results: dict):
     ]
     style.draw_panels(fig, [grid[0, 0], grid[0, 1], grid[0, 2], grid[1, 0], grid[1, 1:]], panels, results)
     summary = results.get("_summary", {})
-    fig.suptitle(f"Stage 1: {summary.get('n_runs', '?')} runs, objective {summary.get('objective', '?')} "
-                 f"({style.direction_word(summary.get('mode', 'max'))}); best {style.fmt(summary.get('best_value'), 4)}")
+    style.suptitle(fig, f"Stage 1: {summary.get('n_runs', '?')} runs, objective {summary.get('objective', '?')} "
+                        f"({style.direction_word(summary.get('mode', 'max'))}); best "
+                        f"{style.fmt(summary.get('best_value'), 4)}")
     return fig
 
 
@@ -331,5 +407,5 @@ def _draw_objective_hist(ax, result: MetricDistributions):
     ax.stairs(h.counts, h.edges, fill=True, color="#9ecae1")
     ax.axvline(h.mean, color=style.HIGHLIGHT, label=f"mean {h.mean:.3g}")
     ax.axvline(h.median, color="black", ls="--", label=f"median {h.median:.3g}")
-    ax.set_xlabel(h.metric)
+    ax.set_xlabel(style.shorten(h.metric, 40))
     ax.legend()

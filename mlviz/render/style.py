@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 
@@ -85,3 +86,87 @@ def suptitle(fig, text: str, fontsize: float | None = None):
     size = size if isinstance(size, (int, float)) else 12
     chars = max(20, int(fig.get_figwidth() / (0.55 * size / 72)))
     return fig.suptitle("\n".join(textwrap.wrap(text, chars)), fontsize=size)
+
+
+def shorten(text, limit: int = 32) -> str:
+    """A label cut to `limit` characters in the middle (both ends of `encoder.block7.dropout` say
+    something), so a long name never runs into its neighbour or off the figure; the JSON keeps it whole."""
+    text = " ".join(str(text).split())
+    if len(text) <= limit:
+        return text
+    head = (limit - 1) * 2 // 3
+    return text[:head] + "…" + text[len(text) - (limit - 1 - head):]
+
+
+def wrap(text: str, width: int) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(str(text), max(width, 10), break_long_words=True))
+
+
+def title(ax, text: str, fontsize: float | None = None, **kw):
+    """An axes title wrapped to the axes' width (estimated from the figure layout), so it is never cut."""
+    size = fontsize or plt.rcParams["axes.titlesize"]
+    size = size if isinstance(size, (int, float)) else 10
+    width_in = ax.get_position().width * ax.figure.get_figwidth()
+    chars = max(16, int(width_in / (0.55 * size / 72)))
+    return ax.set_title(wrap(text, chars), fontsize=size, **kw)
+
+
+def footnote(fig, text: str, fontsize: float = 8):
+    """A note under everything else: part of the constrained layout (so it never sits over an axis
+    label) and wrapped to the figure's width."""
+    chars = max(30, int(fig.get_figwidth() / (0.55 * fontsize / 72)))
+    return fig.supxlabel(wrap(text, chars), fontsize=fontsize, color=MUTED, ha="left", x=0.01)
+
+
+def label_fontsize(n_labels: int, length_in: float, longest: int, base: float = 8) -> float:
+    """A tick-label size at which `n_labels` labels share `length_in` inches (never below 5 pt)."""
+    if n_labels <= 0:
+        return base
+    per = length_in * 72 / n_labels  # points available per label along the axis
+    return float(max(5.0, min(base, per * 0.9)))
+
+
+def precision_fmt(v, ref: float | None = None, sig: int = 2) -> str:
+    """A number to the precision its size asks for: `sig` significant digits of `ref` (e.g. the spread
+    it is compared with), so 0.001852 prints as 0.0019 and 12.3456 as 12."""
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "–"
+    scale = abs(ref if ref else v) or 1.0
+    decimals = max(0, sig - 1 - int(np.floor(np.log10(scale))))
+    return f"{v:.{decimals}f}"
+
+
+def axis_length_in(ax, which: str) -> float:
+    """The axes' length along x or y in inches (from the layout before drawing: an estimate)."""
+    pos = ax.get_position()
+    return pos.width * ax.figure.get_figwidth() if which == "x" else pos.height * ax.figure.get_figheight()
+
+
+def set_ticklabels(ax, which: str, positions, labels, limit: int = 24, fontsize: float = 8) -> None:
+    """Tick labels that never collide: cut to `limit` characters, horizontal when they fit side by side,
+    otherwise turned 90° and made smaller until each fits its slot."""
+    labels = ["\n".join(shorten(part, limit) for part in str(lab).split("\n")) for lab in labels]
+    positions = list(positions)
+    n = max(len(labels), 1)
+    per = axis_length_in(ax, which) * 72 / n  # points per label along the axis
+    lines = max((lab.count("\n") + 1 for lab in labels), default=1)
+    step = int(np.ceil(4.5 * 1.25 * lines / per)) if per < 4.5 * 1.25 * lines else 1
+    if step > 1:  # too many to label each: every step-th (the JSON has them all)
+        positions, labels, per = positions[::step], labels[::step], per * step
+    longest = max((len(part) for lab in labels for part in lab.split("\n")), default=1)
+    if which == "x":
+        if longest * 0.62 * fontsize + 4 <= per:
+            ax.set_xticks(positions, labels, fontsize=fontsize)
+            return
+        size = max(4.5, min(fontsize, per / (1.25 * lines)))
+        ax.set_xticks(positions, labels, rotation=90, fontsize=size, ha="center", va="top")
+    else:
+        size = max(4.5, min(fontsize, per / (1.25 * lines)))
+        ax.set_yticks(positions, labels, fontsize=size)
+
+
+def chars_along(ax, which: str, fontsize: float = 9, cap: int = 60) -> int:
+    """How many characters of a label at `fontsize` fit along the axes' x or y side."""
+    return int(max(8, min(cap, axis_length_in(ax, which) * 72 / (0.62 * fontsize))))
