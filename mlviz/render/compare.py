@@ -29,15 +29,6 @@ def colour(runs: list[str], run: str):
     return style.PALETTE[i % len(style.PALETTE)] if i < len(style.PALETTE) else plt.get_cmap("tab20")(i % 20)
 
 
-def _ci(v, lo, hi, digits: int = 3) -> str:
-    if v is None or (isinstance(v, float) and not np.isfinite(v)):
-        return "n/a"
-    s = f"{v:.{digits}f}"
-    if lo is not None and hi is not None and np.isfinite(lo) and np.isfinite(hi):
-        s += f" [{lo:.{digits}f}, {hi:.{digits}f}]"
-    return s
-
-
 def _short(text: str, width: int = 28) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
@@ -61,7 +52,7 @@ def _note(fig, text: str | None, width_chars: int | None = None):
 def _legend_label(row: dict, kind: str) -> str:
     n = f"n={row['n']}" + (f", {int(row['n_pos'])} pos." if row.get("n_pos") is not None
                             and np.isfinite(row["n_pos"]) else "")
-    return f"{_short(row['run'])}: {row['what']} {_ci(row['value'], row['low'], row['high'])} ({n})"
+    return f"{_short(row['run'])}: {row['what']} {style.with_interval(row['value'], row['low'], row['high'])} ({n})"
 
 
 def plot_curves(r: CurveSet):
@@ -177,7 +168,7 @@ def plot_calibration_curves(r: CalibrationSet):
             c = colour(r.runs, row["run"])
             b = r.bins[(r.bins["panel"] == panel["panel"]) & (r.bins["run"] == row["run"])]
             ax.plot(b["confidence"], b["observed"], "o-", color=c, ms=4, lw=1.4,
-                    label=f"{_short(row['run'])}: ECE {_ci(row['ece'], row['low'], row['high'])} (n={row['n']})")
+                    label=f"{_short(row['run'])}: ECE {style.with_interval(row['ece'], row['low'], row['high'])} (n={row['n']})")
             axc.bar(b["lo"] + (k + 0.5) * width, b["count"], width=width, color=c, align="edge", alpha=0.85)
         ax.plot([0, 1], [0, 1], ls="--", color=style.MUTED, lw=0.8, label="perfect calibration")
         ax.set_xlim(-0.01, 1.01)

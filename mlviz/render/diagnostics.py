@@ -26,15 +26,6 @@ CASE_COLOURS = {"TP": "#2ca02c", "TN": "#1f77b4", "FP": "#ff7f0e", "FN": "#d6272
                 "wrong": "#d62728"}
 
 
-def _ci(v, lo, hi, digits: int = 3) -> str:
-    if v is None or (isinstance(v, float) and not np.isfinite(v)):
-        return "n/a"
-    s = f"{v:.{digits}f}"
-    if lo is not None and hi is not None and np.isfinite(lo) and np.isfinite(hi):
-        s += f" [{lo:.{digits}f}, {hi:.{digits}f}]"
-    return s
-
-
 def _class_colours(n: int) -> list:
     cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
     return [cmap(i % cmap.N) for i in range(n)]
@@ -95,7 +86,7 @@ def draw_roc(ax, r: RocCurves, head: str):
     colours = _class_colours(len(summary)) if multi else [style.PRIMARY]
     for colour, row in zip(colours, summary.to_dict(orient="records"), strict=True):
         cur = r.curves[(r.curves["head"] == head) & (r.curves["class"] == row["class"])]
-        auc = _ci(row["auc"], row["auc_low"], row["auc_high"])
+        auc = style.with_interval(row["auc"], row["auc_low"], row["auc_high"])
         label = f"{row['class']}: AUC {auc}" if multi else f"AUC {auc}"
         ax.plot(cur["fpr"], cur["tpr"], color=colour, lw=1.4 if not multi else 1.0, label=label,
                 drawstyle="steps-post")
@@ -147,7 +138,7 @@ def _macro_title(r, head: str, metric: str) -> str:
     if not len(mac):
         return ""
     m = mac.iloc[0]
-    return f"macro {metric.upper()} {_ci(m[metric], m[f'{metric}_low'], m[f'{metric}_high'])}"
+    return f"macro {metric.upper()} {style.with_interval(m[metric], m[f'{metric}_low'], m[f'{metric}_high'])}"
 
 
 def plot_roc_curve(r: RocCurves):
@@ -163,7 +154,7 @@ def draw_pr(ax, r: PrCurves, head: str):
     colours = _class_colours(len(summary)) if multi else [style.PRIMARY]
     for colour, row in zip(colours, summary.to_dict(orient="records"), strict=True):
         cur = r.curves[(r.curves["head"] == head) & (r.curves["class"] == row["class"])]
-        ap = _ci(row["ap"], row["ap_low"], row["ap_high"])
+        ap = style.with_interval(row["ap"], row["ap_low"], row["ap_high"])
         ax.plot(cur["recall"], cur["precision"], color=colour, lw=1.0 if multi else 1.4, drawstyle="steps-post",
                 label=f"{row['class']}: AP {ap}" if multi else f"AP {ap}")
         ax.axhline(row["prevalence"], color=colour, ls=":", lw=0.8,
@@ -377,7 +368,7 @@ def draw_reliability(ax, r: Calibration, head: str):
     m = r.metrics[r.metrics["head"] == head].set_index("metric")
     names = {"ece": "ECE (equal-width)", "ece_equal_mass": "ECE (equal-mass)", "mce": "MCE",
              "classwise_ece": "classwise ECE", "brier": "Brier", "nll": "NLL"}
-    lines = [f"{names[k]}: {_ci(m.loc[k, 'value'], m.loc[k, 'low'], m.loc[k, 'high'])}" for k in names if k in m.index]
+    lines = [f"{names[k]}: {style.with_interval(m.loc[k, 'value'], m.loc[k, 'low'], m.loc[k, 'high'])}" for k in names if k in m.index]
     ax.text(0.98, 0.02, "\n".join(lines), transform=ax.transAxes, ha="right", va="bottom", fontsize=7,
             bbox={"boxstyle": "round", "fc": "white", "ec": "#cccccc", "alpha": 0.9})
     ax.set_title(_head_title(head, target))
@@ -631,7 +622,7 @@ def plot_regression_predicted_vs_true(r: RegressionFit):
     ax.set_ylabel("predicted value")
     m = r.metrics.set_index("metric")
     names = {"mae": "MAE", "rmse": "RMSE", "r2": "R²", "bias": "bias (mean predicted − true)"}
-    text = "\n".join(f"{names[k]}: {_ci(m.loc[k, 'value'], m.loc[k, 'low'], m.loc[k, 'high'])}"
+    text = "\n".join(f"{names[k]}: {style.with_interval(m.loc[k, 'value'], m.loc[k, 'low'], m.loc[k, 'high'])}"
                      for k in names if k in m.index)
     ax.text(0.02, 0.98, text, transform=ax.transAxes, va="top", fontsize=8,
             bbox={"boxstyle": "round", "fc": "white", "ec": "#cccccc"})

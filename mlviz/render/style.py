@@ -170,3 +170,15 @@ def set_ticklabels(ax, which: str, positions, labels, limit: int = 24, fontsize:
 def chars_along(ax, which: str, fontsize: float = 9, cap: int = 60) -> int:
     """How many characters of a label at `fontsize` fit along the axes' x or y side."""
     return int(max(8, min(cap, axis_length_in(ax, which) * 72 / (0.62 * fontsize))))
+
+
+def with_interval(v, lo, hi, digits: int = 3) -> str:
+    """'0.912 [0.880, 0.940]'; 'n/a' for a missing value; the value alone when the interval is missing."""
+    import math
+
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "n/a"
+    s = f"{v:.{digits}f}"
+    if lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi):
+        s += f" [{lo:.{digits}f}, {hi:.{digits}f}]"
+    return s
