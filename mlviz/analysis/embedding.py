@@ -259,7 +259,10 @@ def project(features: np.ndarray, method: str = "umap", *, n_neighbors: int = 15
     import warnings
 
     _numba_cache()
-    import umap
+    try:
+        import umap
+    except ImportError:
+        raise MlvizError("UMAP needs umap-learn (pip install 'mlviz[embedding]'); or use --method pca") from None
 
     k = int(max(2, min(n_neighbors, n - 1)))
     params.update(n_neighbors=k, min_dist=float(min_dist), metric="euclidean")

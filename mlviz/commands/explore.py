@@ -126,9 +126,14 @@ def explore(run_id, tracking_uri, cache_dir, coords_file, metadata_file, mis_csv
       mlviz explore --run <RUN_ID>
       mlviz explore --cache-dir cache/seed1 --coords-file vis_umap_coords.npy --image-dir images/
     """
+    import importlib.util
     import threading
     import webbrowser
 
+    from mlviz.errors import MlvizError
+
+    if importlib.util.find_spec("dash") is None:
+        raise MlvizError("the explorer needs Dash: pip install 'mlviz[explore]'")
     from mlviz.explore.app import Server
 
     port_number = _port(port)
