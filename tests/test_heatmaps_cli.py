@@ -102,7 +102,7 @@ def test_a_bad_layer_with_a_fallback_draws_a_labelled_alternative(store, tmp_pat
     r = run_cli("heatmaps", "--tracking-uri", store["uri"], "--run", store["model_run"], "--samples", "2",
                 "--layer", "no.such.layer", "--fallback", "occlusion", "--out", out)
     assert r.exit_code == 0, describe_result(r)
-    assert "no.such.layer" in r.output and "drawing occlusion instead" in r.output
+    assert "no.such.layer" in r.output and "drew occlusion instead" in r.output
     data = json.loads(next((out / "mlviz" / "heatmaps").glob("heatmap_top_left_*.json")).read_text())
     assert data["method"] == "occlusion" and data["is_cam"] is False
     assert "not a CAM" in data["method_label"]

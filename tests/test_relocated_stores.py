@@ -131,7 +131,7 @@ def test_an_unmoved_store_is_read_from_its_recorded_location(trained, tmp_path, 
     monkeypatch.chdir(tmp_path)
     exp, rid = _log_model_run(f"sqlite:///{tmp_path / 'mlflow.db'}", task, result)
     with Store(f"sqlite:///{tmp_path / 'mlflow.db'}") as store:
-        assert store._relocated(rid) is None
+        assert store.relocated(rid) is None
         paths = store.artifact_paths(rid)
     assert "predictions/val_predictions.csv" in paths
     assert np.isin(["data/val_images.npz", "checkpoints/model_state.pt"], paths).all()
