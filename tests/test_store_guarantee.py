@@ -17,7 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 from conftest import (
@@ -27,6 +26,7 @@ from conftest import (
     original_digest,
     run_cli,
     tree_digest,
+    write_import_sources,
 )
 
 pytestmark = pytest.mark.usefixtures("clean_env")
@@ -55,49 +55,9 @@ def schema_of(db: Path) -> str:
 
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory):
-    """One realistic input per importer: a two-stage CSV folder (seed 002's layout), an Optuna SQLite study
-    with a pruned trial and intermediate values, and a per-epoch run folder (seed 000's layout)."""
+    """One realistic input per importer (see conftest.write_import_sources)."""
     root = tmp_path_factory.mktemp("import-sources")
-    rng = np.random.default_rng(3)
-
-    two_stage = root / "two-stage-sweep"
-    two_stage.mkdir()
-    quick = pd.DataFrame({"combination_id": [7, 10, 13, 16], "masking_ratio": [0.4, 0.7, 0.4, 0.7],
-                          "margin_type": ["hinge", "softplus", "hinge", "dynamic"],
-                          "roc_auc": rng.uniform(0.6, 0.9, 4), "f1_score": rng.uniform(0.4, 0.8, 4)})
-    quick.to_csv(two_stage / "quick_search_results.csv", index=False)
-    full = quick.iloc[:2][["combination_id", "masking_ratio", "margin_type"]].assign(
-        stage2_rank=[1, 2], selection_criterion=["overall_roc_auc", "margin_type=hinge"],
-        roc_auc=[0.91, 0.88], quick_roc_auc=quick["roc_auc"].iloc[:2].to_numpy())
-    full.to_csv(two_stage / "full_search_results.csv", index=False)
-    (two_stage / "training_histories.json").write_text(
-        '{"7": {"val_loss": [0.9, 0.6, 0.5]}, "10": {"val_loss": [0.8, 0.7, 0.65]}}')
-
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    optuna_db = root / "optuna.db"
-    study = optuna.create_study(study_name="tiny", storage=f"sqlite:///{optuna_db}", direction="maximize",
-                                sampler=optuna.samplers.RandomSampler(seed=0))
-
-    def objective(trial):
-        x = trial.suggest_float("lr", 1e-4, 1e-1, log=True)
-        for step in range(3):
-            trial.report(x * (step + 1), step)
-        if trial.number == 2:
-            raise optuna.TrialPruned()
-        return float(np.log10(x))
-
-    study.optimize(objective, n_trials=4)
-    del study
-
-    epochs = root / "csn_16frames_test"
-    epochs.mkdir()
-    pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [0.9, 0.7, 0.6], "val_loss": [1.0, 0.8, 0.75],
-                  "val_f1": [0.5, 0.6, 0.64]}).to_csv(epochs / "metrics_epoch.csv", index=False)
-    pd.DataFrame({"label": rng.integers(0, 2, 20), "prob_header": rng.uniform(0, 1, 20)}).to_csv(
-        epochs / "val_predictions.csv", index=False)
-    return {"two_stage": two_stage, "optuna": optuna_db, "epochs": epochs, "root": root}
+    return {**write_import_sources(root), "root": root}
 
 
 @pytest.fixture
