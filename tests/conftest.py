@@ -530,3 +530,25 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.section("global state changed and put back (fix the test or fixture)", sep="-")
         for line in _LEAKS:
             terminalreporter.line(line)
+
+
+# --------------------------------------------------------------------------- a real browser
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+def headless_chromium(window: str):
+    """A headless Debian Chromium driven by selenium (skips when it is not installed; CI installs it).
+    The caller quits it."""
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.skip("chromium and chromedriver are not installed (apt-get install chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", f"--window-size={window}"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    return driver

@@ -13,14 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import assert_one_line_error, describe_result, run_cli, tree_digest
+from conftest import assert_one_line_error, describe_result, headless_chromium, run_cli, tree_digest
 
 from mlviz.errors import MlvizError
 
 pytestmark = pytest.mark.usefixtures("clean_env")
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-CHROME_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--window-size=715,900"]
 EVIL = '<script>window.pwned=1</script><img src=x onerror="window.pwned=2">'
 
 
@@ -233,17 +230,7 @@ def test_png_legend_counts_and_marked_errors(digits_map, tmp_path):
 # --------------------------------------------------------------------------- the page, in a real browser
 @pytest.fixture(scope="module")
 def browser():
-    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        pytest.skip("chromium and chromedriver are not installed (apt-get install chromium chromium-driver)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in CHROME_ARGS:
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(30)
+    driver = headless_chromium("715,900")
     yield driver
     driver.quit()
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import assert_one_line_error, run_cli, tree_digest
+from conftest import assert_one_line_error, headless_chromium, run_cli, tree_digest
 
 from mlviz.cli import main
 from mlviz.commands.explore import explore, prepare_explorer
@@ -26,9 +26,6 @@ from mlviz.explore.data import load_cache_dir, parse_rationale, resolve_image_pa
 if "explore" not in main.commands:  # until the lead registers it in mlviz/cli.py
     main.add_command(explore)
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-CHROME_ARGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--window-size=1400,900")
 N = 36
 MIS = "mis_Qwen_Qwen3-VL-4B-Instruct.csv"
 CORRECT = "correct_Qwen_Qwen3-VL-4B-Instruct.csv"
@@ -95,17 +92,7 @@ def cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        pytest.skip("chromium and chromedriver are not installed (apt-get install chromium chromium-driver)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in CHROME_ARGS:
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(30)
+    driver = headless_chromium("1400,900")
     yield driver
     driver.quit()
 
