@@ -10,6 +10,7 @@ matplotlib figure.
 from __future__ import annotations
 
 import re
+import warnings
 
 import numpy as np
 from matplotlib.collections import LineCollection, PolyCollection
@@ -103,7 +104,12 @@ def lint_figure(fig, caption: str | None = None) -> list[str]:
         problems.append(f"size {width:.0f}×{height:.0f} px outside {MIN_SIDE_PX}–{MAX_SIDE_PX} px a side")
     if max(width, height) / max(min(width, height), 1) > MAX_ASPECT:
         problems.append(f"aspect {width:.0f}×{height:.0f} px beyond {MAX_ASPECT:g}:1")
-    fig.canvas.draw()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fig.canvas.draw()
+    missing = sorted({str(w.message).split(" missing")[0] for w in caught if "missing from font" in str(w.message)})
+    if missing:  # drawn as boxes: a name the reader cannot read
+        problems.append(f"{len(missing)} glyph(s) drawn as boxes ({', '.join(missing[:3])}); no installed font has them")
     renderer = fig.canvas.get_renderer()
     texts = visible_texts(fig)
     boxes = np.array([t.get_window_extent(renderer).extents for t in texts]).reshape(-1, 4)

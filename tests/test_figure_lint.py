@@ -7,9 +7,7 @@ size or caption promising an element the figure lacks fails the test with the fi
 from __future__ import annotations
 
 import os
-import shutil
 import uuid
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,7 +21,6 @@ from tests.figure_lint import lint_figure
 
 N_BOOT = 30
 BASE_TIME = 1_700_000_000_000
-DEMO_DB = Path("/tmp/base/run2/mlflow.db")
 LONG = "model.encoder.transformer_block_07.attention.dropout_probability_of_the_residual_branch"
 LONG_METRIC = "validation/top1_accuracy_on_the_held_out_imagenet_subset_after_ema_averaging"
 
@@ -201,14 +198,13 @@ def test_sweep_figures_are_clean(name):
     _check(found)
 
 
-@pytest.mark.skipif(not DEMO_DB.exists(), reason="the demo store of the quick demo is not here")
-def test_demo_sweep_figures_are_clean(tmp_path):
+def test_demo_sweep_figures_are_clean(demo_store):
+    """The session's quick demo (read only): every stage-1 and stage-2 figure of a real two-stage sweep."""
     from mlviz.sections.sweep import load_sweep
     from mlviz.store.read import Store
 
-    shutil.copy(DEMO_DB, tmp_path / "mlflow.db")
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    sweep = load_sweep(uri, "mlviz-demo-multiclass")
+    uri = demo_store["uri"]
+    sweep = load_sweep(uri, demo_store["experiment"])
     with Store(uri) as store:
         ids = sweep.runs.loc[sweep.runs["stage"] == 2, "run_id"].tolist()
         histories = store.histories(ids, sweep.metrics) if ids else None
@@ -374,4 +370,23 @@ def test_the_linter_finds_what_it_is_meant_to_find():
     ax.fill_between([0, 1], [0, 0.5], [0.5, 1], alpha=0.2)
     ax.set_title("a clean figure")
     assert lint_figure(fig, "The curve with its 95% bootstrap band.") == []
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
+    ax.set_title("\U00013000 hieroglyph")  # in no font here: drawn as a box
+    problems = lint_figure(fig)
+    plt.close(fig)
+    assert any("drawn as boxes" in p for p in problems), problems
+
+
+def test_cjk_parameter_names_draw_with_a_cjk_font():
+    """A sweep with Chinese and Korean names draws them (the style falls back to an installed CJK font;
+    .ci/run installs Debian's fonts-wqy-microhei), not as boxes."""
+    import matplotlib.pyplot as plt
+
+    from mlviz.render import style
+
+    assert style.cjk_fonts(), "no CJK font installed (Debian: fonts-wqy-microhei or fonts-noto-cjk)"
+    fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
+    ax.set_title("学习率 learning rate 학습률 バッチサイズ")
+    assert lint_figure(fig) == []
     plt.close(fig)

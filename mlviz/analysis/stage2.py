@@ -8,7 +8,7 @@ the stage-1 runs with the same configuration.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -107,6 +107,7 @@ class StageAgreement:
     best_in_stage2: str | None
     points: pd.DataFrame  # config, criterion, stage1, stage2_mean, stage2_std, n_seeds, improvement
     n_boot: int
+    config_names: dict = field(default_factory=dict)  # {config: "#rank run name"}, set by the figure layer
 
 
 def stage_agreement(sweep: Sweep, n_boot: int = 1000, seed: int = 0) -> StageAgreement:
@@ -161,6 +162,7 @@ class SelectionCriteria:
     objective: str
     mode: str
     groups: list[CriterionGroup]
+    config_names: dict = field(default_factory=dict)  # {config: "#rank run name"}, set by the figure layer
 
 
 def selection_criteria(sweep: Sweep) -> SelectionCriteria:
@@ -193,6 +195,7 @@ class SeedVariance:
     share_seeds: float
     n_configs: int
     n_runs: int
+    config_names: dict = field(default_factory=dict)  # {config: "#rank run name"}, set by the figure layer
 
 
 def seed_variance(sweep: Sweep) -> SeedVariance:
@@ -247,6 +250,7 @@ class LearningCurves:
     keys: list[str]
     curves: list[Curve]
     band: str = "min–max over seeds"
+    config_names: dict = field(default_factory=dict)  # {config: "#rank run name"}, set by the figure layer
 
 
 def learning_curves(sweep: Sweep, histories: pd.DataFrame | None, top: int = 6) -> LearningCurves:
@@ -293,6 +297,7 @@ class BestConfig:
     criterion: str | None
     run_ids: list[str]
     other_metrics: dict
+    config_names: dict = field(default_factory=dict)  # {config: "#rank run name"}, set by the figure layer
 
 
 def best_config(sweep: Sweep) -> BestConfig:

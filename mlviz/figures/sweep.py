@@ -263,7 +263,8 @@ REGISTRY: list[FigureSpec] = [
                grid_key="mlviz_stage1_summary_dashboard"),
     FigureSpec(STAGE2, "stage2_quick_vs_full",
                "Stage-1 score against stage-2 score per candidate with y = x, Spearman ρ and Kendall τ with "
-               "bootstrap intervals, top-k overlap, the regret of picking by the stage-1 score; improvement histogram.",
+               "bootstrap intervals, top-k overlap, the regret of picking by the stage-1 score; each candidate "
+               "by name (#rank run name) from its stage-1 to its stage-2 score.",
                "stage-2 runs with a stage-1 score", _agreement, f"{R2}:plot_agreement"),
     FigureSpec(STAGE2, "stage2_selection_criterion", "Stage-2 results grouped by why each candidate was selected.",
                "the mlviz.selection_criterion tag", _criteria, f"{R2}:plot_criteria"),

@@ -28,7 +28,35 @@ def _name(r, config: str, i: int) -> str:
     return _names(r).get(config, f"#{i + 1}")
 
 
-def draw_agreement(ax, r: StageAgreement):
+def _rank_labels(r: StageAgreement) -> list[str]:
+    """Each point's candidate name ("#rank run name"), in the order of `r.points`."""
+    return [_name(r, c, i) for i, c in enumerate(r.points["config"])]
+
+
+def _label_points(ax, xs, ys, labels, fontsize: float = 7) -> None:
+    """Put each point's rank ("#3") beside it where it has room; a label that would cover another is left out
+    (the panel beside names every candidate)."""
+    fig = ax.figure
+    fig.draw_without_rendering()  # settle the layout first, so the boxes compared are where they will be drawn
+    renderer = fig.canvas.get_renderer()
+    placed = []
+    for x, y, label in zip(xs, ys, labels, strict=True):
+        text = label.split(" ", 1)[0]
+        for dx, dy, ha, va in ((5, 3, "left", "bottom"), (-5, 3, "right", "bottom"), (5, -3, "left", "top"),
+                               (-5, -3, "right", "top")):
+            t = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
+                            fontsize=fontsize, color="#333333")
+            box = t.get_window_extent(renderer).expanded(1.1, 1.2)
+            inside = ax.get_window_extent(renderer).contains(box.x0, box.y0) and \
+                ax.get_window_extent(renderer).contains(box.x1, box.y1)
+            if inside and not any(box.overlaps(b) for b in placed):
+                placed.append(box)
+                break
+            t.remove()
+
+
+def draw_agreement(ax, r: StageAgreement, labels: bool = False):
+    """The scatter; `labels` puts each point's rank beside it (the standalone figure, whose layout is settled)."""
     p = r.points
     ax.errorbar(p["stage1"], p["stage2_mean"], yerr=p["stage2_std"].fillna(0), fmt="o", color=style.PRIMARY,
                 ecolor=style.MUTED, capsize=3, label="candidate (± std over seeds)")
@@ -46,20 +74,38 @@ def draw_agreement(ax, r: StageAgreement):
             transform=ax.transAxes, va="top", fontsize=8,
             bbox={"boxstyle": "round", "fc": "white", "ec": "#cccccc"})
     ax.legend(loc="lower right")
+    if labels and len(p) <= 30:
+        _label_points(ax, p["stage1"].to_numpy(), p["stage2_mean"].to_numpy(), _rank_labels(r))
+
+
+def draw_ranks(ax, r: StageAgreement):
+    """One row per candidate, best in stage 2 at the top: its stage-1 score (hollow) and stage-2 mean (filled,
+    ± std over seeds), so the reader sees who gained and who lost with full training, by name."""
+    p = r.points.reset_index(drop=True)
+    labels = _rank_labels(r)
+    sign = -1.0 if r.mode == "min" else 1.0
+    order = np.argsort(-sign * p["stage2_mean"].to_numpy(), kind="mergesort")
+    y = np.arange(len(order))[::-1]
+    for yy, i in zip(y, order, strict=True):
+        s1, s2 = p.at[i, "stage1"], p.at[i, "stage2_mean"]
+        ax.plot([s1, s2], [yy, yy], color=style.MUTED, lw=1, zorder=1)
+    ax.scatter(p["stage1"].to_numpy()[order], y, facecolors="white", edgecolors=style.PRIMARY, zorder=2,
+               label="stage 1 (screening)")
+    ax.errorbar(p["stage2_mean"].to_numpy()[order], y, xerr=p["stage2_std"].fillna(0).to_numpy()[order], fmt="o",
+                color=style.PRIMARY, ecolor=style.PRIMARY, capsize=2, zorder=3, label="stage 2 (mean ± std over seeds)")
+    names = [f"{style.shorten(labels[i], 24)} (n={int(p.at[i, 'n_seeds'])})" for i in order]
+    style.set_ticklabels(ax, "y", y, names, limit=34, fontsize=7)
+    ax.set_xlabel(f"{style.shorten(r.objective, 40)} ({style.direction_word(r.mode)})")
+    ax.legend(loc="best", fontsize=7)
 
 
 def plot_agreement(r: StageAgreement):
-    fig, axes = style.subplots(1, 2, 13, 5)
-    draw_agreement(axes[0, 0], r)
+    fig, axes = style.subplots(1, 2, 13, max(5.0, 0.28 * len(r.points) + 2))
+    draw_agreement(axes[0, 0], r, labels=True)
     style.title(axes[0, 0], f"Stage 1 vs stage 2 ({r.n_candidates} candidates; stage-1 score: {r.stage1_source})",
                 fontsize=9)
-    imp = r.points["improvement"].dropna()
-    axes[0, 1].hist(imp, bins=min(20, max(len(imp), 1)), color="#9ecae1")
-    axes[0, 1].axvline(0, color="black", lw=1)
-    axes[0, 1].set_xlabel(style.wrap(f"improvement of {style.shorten(r.objective, 40)} from stage 1 to stage 2 "
-                                     f"({style.direction_word(r.mode)})", 60))
-    axes[0, 1].set_ylabel("candidates")
-    axes[0, 1].set_title("Improvement with full training")
+    draw_ranks(axes[0, 1], r)
+    style.title(axes[0, 1], "Each candidate: stage 1 → stage 2 (#rank in stage 2, run name; n = seeds)", fontsize=9)
     return fig
 
 

@@ -33,6 +33,25 @@ plt.rcParams.update(
     }
 )
 
+# Fonts that draw Chinese, Japanese and Korean names, tried glyph by glyph after DejaVu Sans (matplotlib's font
+# fallback); without any of them installed such characters draw as boxes (install e.g. Debian's
+# fonts-wqy-microhei or fonts-noto-cjk).
+CJK_FONTS = ("Noto Sans CJK JP", "Noto Sans CJK SC", "Noto Sans CJK KR", "Noto Sans CJK TC", "Source Han Sans",
+             "WenQuanYi Micro Hei", "WenQuanYi Zen Hei", "Droid Sans Fallback", "IPAexGothic", "IPAGothic",
+             "NanumGothic", "Microsoft YaHei", "SimHei", "Hiragino Sans", "Malgun Gothic", "AppleGothic")
+
+
+def cjk_fonts() -> list[str]:
+    """The CJK fonts of CJK_FONTS that this machine has."""
+    from matplotlib import font_manager
+
+    have = {f.name for f in font_manager.fontManager.ttflist}
+    return [name for name in CJK_FONTS if name in have]
+
+
+if cjk_fonts():  # a generic family ("sans-serif") falls back to nothing: the list must name the fonts
+    plt.rcParams["font.family"] = ["DejaVu Sans", *cjk_fonts(), "sans-serif"]
+
 
 def figure(width: float, height: float):
     return plt.figure(figsize=(width, height), layout="constrained")
