@@ -109,9 +109,13 @@ def _stage_parents(stage1: str | None, stage2: str | None) -> dict[int, str]:
 @click.option("--cam-method", default="gradcam", show_default=True, help="CAM method of those heatmaps.")
 @click.option("--embedding/--no-embedding", default=True, show_default=True,
               help="A 2-D map of the best run's embeddings (or its model's features), with its quality.")
+@click.option("--group-id", default=None, metavar="COLUMN",
+              help="Best model's predictions: the column holding a patient/subject/video id when several rows "
+                   "belong to one; intervals resample whole groups (default: detected; 'none': rows).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def visualize(tracking_uri, experiment, parent_run, filter_string, statuses, metric, mode, final, stage1_parent,
-              stage2_parent, out, top_k, n_boot, seed, force, force_flag, heatmaps, cam_method, embedding, quiet):
+              stage2_parent, out, top_k, n_boot, seed, force, force_flag, heatmaps, cam_method, embedding, group_id,
+              quiet):
     """Analyse a sweep and log every figure to MLflow (or write them to --out)."""
     from mlviz.attribution.result import METHODS
     from mlviz.sections.sweep import RunSelection, visualize_sweep
@@ -127,8 +131,10 @@ def visualize(tracking_uri, experiment, parent_run, filter_string, statuses, met
         mode=mode or None, final=final, stage_parents=_stage_parents(stage1_parent or None, stage2_parent or None),
     )
     cams = {"method": cam_method} if heatmaps else False
-    visualize_sweep(selection, out=out or None, options={"top_k": top_k, "n_boot": n_boot, "seed": seed, "heatmaps": cams,
-                                         "embedding": embedding},
+    options = {"top_k": top_k, "n_boot": n_boot, "seed": seed, "heatmaps": cams, "embedding": embedding}
+    if group_id:  # MLproject passes "" for "not given"
+        options["group_id"] = group_id.strip()
+    visualize_sweep(selection, out=out or None, options=options,
         force=force or force_flag,
         progress=not quiet and sys.stderr.isatty(), echo=click.echo)
 
@@ -175,6 +181,10 @@ def _column_map(task, label, scores, score_prefix, prediction, positive_class, g
 @click.option("--prediction", default=None, help="Regression: the predicted-value column.")
 @click.option("--positive-class", default=None, help="Binary: the label value that is positive.")
 @click.option("--group-columns", default=None, help="Comma-separated columns to slice metrics by.")
+@click.option("--group-id", default=None, metavar="COLUMN",
+              help="The column holding a patient/subject/video id when several rows belong to one: intervals "
+                   "resample whole groups, since resampling rows makes them too narrow (default: detected when "
+                   "such an id repeats; 'none': resample rows).")
 @click.option("--rename", default=None, help="Columns to rename first, e.g. 'prob_header=score'.")
 @click.option("--columns", "columns_json", default=None, help="The whole column map as JSON.")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Write to a folder instead of logging.")
@@ -184,8 +194,8 @@ def _column_map(task, label, scores, score_prefix, prediction, positive_class, g
 @click.option("--image-root", default=None, help="The only folder from which local images named by the "
               "predictions are read (relative paths resolve under it); otherwise only the run's artifacts.")
 def best_model_command(tracking_uri, run_id, experiment, parent_run, metric, mode, top_k, predictions, task, label,
-                       scores, score_prefix, prediction, positive_class, group_columns, rename, columns_json, out,
-                       n_boot, heatmaps, image_root):
+                       scores, score_prefix, prediction, positive_class, group_columns, group_id, rename, columns_json,
+                       out, n_boot, heatmaps, image_root):
     """Diagnostics of a model's predictions (ROC, PR, calibration, slices, ...), logged into its own run."""
     from mlviz.errors import MlvizError
     from mlviz.sections.model import best_model
@@ -212,7 +222,7 @@ def best_model_command(tracking_uri, run_id, experiment, parent_run, metric, mod
         for i, rid in enumerate(run_ids):
             target = None if out is None else (out if len(run_ids) == 1 else f"{out}/{i + 1:02d}-{rid[:8]}")
             best_model(rid, store=store, out=target, predictions=predictions, column_map=cmap,
-                       options={"n_boot": n_boot}, echo=click.echo,
+                       options={"n_boot": n_boot, "group_id": (group_id or "").strip() or None}, echo=click.echo,
                        heatmaps={"fallback": "occlusion"} if heatmaps else None, image_root=image_root or None)
 
 

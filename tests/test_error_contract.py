@@ -258,6 +258,10 @@ CASES: list[Case] = [
       frag="nope.npy"),
     C("explore --host with a bad port", *EXP, "--run", UNKNOWN_RUN, "--host", "0.0.0.0", "--port", "-1",
       frag="--port"),
+    C("best-model --group-id not a column", *BEST, "--group-id", "nope_patient", frag="nope_patient"),
+    C("compare --group-id not a column", *CMP, "--group-id", "nope_patient", frag="nope_patient"),
+    C("compare --group-id with sweeps", "compare", *URI, "-e", "synthetic-sweep", "-e", "synthetic-sweep",
+      "--group-id", "patient_id", frag="--group-id"),
 ]
 
 # Options where every value is acceptable (free text, a name to look for), or whose bad values are covered
@@ -287,6 +291,8 @@ NO_BAD_VALUE: dict[tuple[str, str], str] = {
     ("explore", "--color-by"): "checked against the data only: a case that got past the check would start "
                                "the server and hang the suite",
     ("explore", "--hover"): "as --color-by",
+    ("visualize", "--group-id"): "checked when the best model's predictions are read, as best-model --group-id "
+                                 "(the synthetic sweep's runs log no predictions)",
 }
 
 # Base invocations for the generated cases (realistic company for the one bad value).

@@ -24,7 +24,8 @@ Brier score: scikit-learn's `brier_score_loss` (multi-class: the sum over classe
 NLL: scikit-learn's `log_loss` (probabilities clipped to [eps, 1 − eps], eps of float64).
 
 Intervals: percentile bootstrap over resampled samples, with each sample's bin fixed at its full-sample
-bin (equal-mass edges are not re-estimated per resample).
+bin (equal-mass edges are not re-estimated per resample); over resampled whole groups when the rows are
+not independent (`Predictions.group_column`, see `diagnostics.resample_counts`).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import pandas as pd
 from sklearn.metrics import brier_score_loss, log_loss
 
 from mlviz.analysis import NotApplicable
-from mlviz.analysis.diagnostics import interval, resample_counts
+from mlviz.analysis.diagnostics import bootstrap_unit, interval, resample_counts
 from mlviz.analysis.predictions import HeadView, Predictions
 
 EPS = np.finfo(np.float64).eps
@@ -93,6 +94,9 @@ class Calibration:
     convention: str = ("equal-width bins [k/n, (k+1)/n), a confidence of exactly 1.0 in its own bin [1, 1] "
                        "(as torchmetrics); equal-mass bins at the confidences' quantiles; "
                        "intervals: bootstrap with each sample's bin fixed")
+    bootstrap_unit: str = "samples"  # "groups": whole groups of `group_column` were resampled
+    group_column: str | None = None
+    n_groups: int | None = None
 
 
 @dataclass
@@ -193,16 +197,19 @@ def calibration_analysis(preds: Predictions, n_bins: int = 15, n_boot: int = 100
                             for t, i in zip(classwise, cw_idx, strict=True)]))
         brier, nll = _sklearn_point(head)
         point = {"ece": ece, "ece_equal_mass": ece_m, "mce": mce, "classwise_ece": cw, "brier": brier, "nll": nll}
-        boot = bootstrap_calibration(main, classwise, ew, em, cw_idx, n_bins, head, n_boot, seed) if n_boot and n > 1 else {}
+        boot = bootstrap_calibration(main, classwise, ew, em, cw_idx, n_bins, head, n_boot, seed,
+                                     groups=preds.groups) if n_boot and n > 1 else {}
         for name in METRICS:
             lo, hi = interval(boot[name], level) if name in boot else (None, None)
             metrics.append({"head": head.name, "metric": name, "value": point[name], "low": lo, "high": hi})
     return Calibration(preds.task, [h.name for h in preds.heads()], targets, n_bins, pd.DataFrame(bins),
-                       pd.DataFrame(metrics), n_boot, level)
+                       pd.DataFrame(metrics), n_boot, level, **bootstrap_unit(preds))
 
 
-def bootstrap_calibration(main: _Target, classwise: list[_Target], ew, em, cw_idx, n_bins, head, n_boot, seed) -> dict:
-    """All six metrics on the same resamples; per-bin sums are one matrix product per chunk of resamples."""
+def bootstrap_calibration(main: _Target, classwise: list[_Target], ew, em, cw_idx, n_bins, head, n_boot, seed,
+                          groups: np.ndarray | None = None) -> dict:
+    """All six metrics on the same resamples; per-bin sums are one matrix product per chunk of resamples.
+    `groups`: each row's group code, to resample whole groups (see `resample_counts`)."""
     W = n_bins + 1
     n = len(main.conf)
     diff = main.outcome - main.conf
@@ -215,7 +222,7 @@ def bootstrap_calibration(main: _Target, classwise: list[_Target], ew, em, cw_id
     cw_mats = [_onehot(i, t.outcome - t.conf, W).T.copy() for t, i in zip(classwise, cw_idx, strict=True)] \
         if keep else None
     out: dict[str, list] = {m: [] for m in METRICS}
-    for w in resample_counts(n, n_boot, seed):
+    for w in resample_counts(n, n_boot, seed, groups=groups):
         N = w.sum(axis=1)
         sums = (dense @ w.T).T
         c, d = sums[:, :W], sums[:, W:2 * W]

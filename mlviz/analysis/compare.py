@@ -11,8 +11,12 @@ bootstrap resamples the analyses use (`resample_counts`): when both runs' predic
 each id at most once, the labels agree, and at least half of each run's samples are shared, the rows
 are matched by id and both runs are resampled with the same counts (a **paired** bootstrap); without
 ids on either side, rows are matched by position when both have the same labels row by row; otherwise
-each run is resampled on its own (**unpaired**). A difference is "larger than the noise" when its
-percentile interval excludes 0; a run compared with itself gets the interval [0, 0]: no difference.
+each run is resampled on its own (**unpaired**). When both runs' rows are grouped (several rows per
+patient, subject or video: `Predictions.group_column`), whole groups are resampled instead: both runs are
+cut to the group values they share and draw the same groups (**paired by group**; the rows need not
+match), or, with too few shared groups, each resamples its own groups (unpaired). A difference is
+"larger than the noise" when its percentile interval excludes 0; a run compared with itself gets the
+interval [0, 0]: no difference.
 
 Sweeps: parameter importance (`stage1.parameter_importance` on each sweep's stage-1 runs), learning
 curves of each sweep's best configuration (`stage2.learning_curves`, or the best run's own history for
@@ -33,6 +37,7 @@ from mlviz.analysis.calibration import calibration_analysis
 from mlviz.analysis.diagnostics import (
     bootstrap_means,
     bootstrap_ranking,
+    bootstrap_unit,
     head_threshold,
     interval,
     pr_analysis,
@@ -78,6 +83,7 @@ class CurveSet:
     n_boot: int
     level: float
     convention: str
+    units: dict[str, str] = field(default_factory=dict)  # run → "samples" or "G groups of 'col'"
 
 
 @dataclass
@@ -92,6 +98,7 @@ class CalibrationSet:
     n_boot: int
     level: float
     convention: str
+    units: dict[str, str] = field(default_factory=dict)  # run → "samples" or "G groups of 'col'"
 
 
 @dataclass
@@ -108,6 +115,7 @@ class MetricsComparison:
     level: float
     seed: int
     convention: str
+    units: dict[str, str] = field(default_factory=dict)  # run → "samples" or "G groups of 'col'"
 
 
 @dataclass
@@ -190,7 +198,8 @@ def _head_value(headline: dict, head: str, metric: str) -> float | None:
 
 
 # --------------------------------------------------------------------------- bootstrap draws
-def _calibration_draws(head: HeadView, n_bins: int, n_boot: int, seed: int) -> dict[str, np.ndarray]:
+def _calibration_draws(head: HeadView, n_bins: int, n_boot: int, seed: int,
+                       groups: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """ECE, Brier and NLL of each resample, from calibration's own bootstrap (bins fixed per sample)."""
     from mlviz.analysis.calibration import (
         bootstrap_calibration,
@@ -203,19 +212,21 @@ def _calibration_draws(head: HeadView, n_bins: int, n_boot: int, seed: int) -> d
     ew = equal_width_bins(main.conf, n_bins, main.float32)
     em, _ = equal_mass_bins(main.conf, n_bins)
     cw_idx = [equal_width_bins(t.conf, n_bins) for t in classwise]
-    return bootstrap_calibration(main, classwise, ew, em, cw_idx, n_bins, head, n_boot, seed)
+    return bootstrap_calibration(main, classwise, ew, em, cw_idx, n_bins, head, n_boot, seed, groups=groups)
 
 
 def metric_draws(preds: Predictions, n_boot: int, seed: int, n_bins: int = 15) -> dict[str, np.ndarray]:
     """Each headline metric on each of `n_boot` resamples, resample b drawn as `resample_counts(n, n_boot,
-    seed)` draws it: two runs with rows in the same order and the same seed see the same samples. A
-    multi-class head's AUC/AP is the mean over its classes; a multi-output model's, the mean over heads."""
+    seed)` draws it: two runs with rows in the same order and the same seed see the same samples (grouped
+    predictions: the same groups, when both hold the same group values). A multi-class head's AUC/AP is the
+    mean over its classes; a multi-output model's, the mean over heads."""
     per_head: list[dict[str, np.ndarray]] = []
+    groups = preds.groups
     for head in preds.heads():
         if head.kind == "regression":
             continue
         d: dict[str, np.ndarray] = {}
-        boots = [bootstrap_ranking(p.y, p.s, n_boot, seed, grid=None, coherent=True)
+        boots = [bootstrap_ranking(p.y, p.s, n_boot, seed, grid=None, coherent=True, groups=groups)
                  for p in problems(head) if p.both]
         if boots:
             with warnings.catch_warnings():  # a class absent from a resample is NaN and left out of the mean
@@ -223,9 +234,9 @@ def metric_draws(preds: Predictions, n_boot: int, seed: int, n_bins: int = 15) -
                 d["auc"] = np.nanmean(np.column_stack([b["auc"] for b in boots]), axis=1)
                 d["ap"] = np.nanmean(np.column_stack([b["ap"] for b in boots]), axis=1)
         t, _ = head_threshold(head, "auto")
-        d["accuracy"] = bootstrap_means((predicted_labels(head, t) == head.y).astype(float), n_boot, seed)
+        d["accuracy"] = bootstrap_means((predicted_labels(head, t) == head.y).astype(float), n_boot, seed, groups)
         if preds.probabilities:
-            cal = _calibration_draws(head, n_bins, n_boot, seed)
+            cal = _calibration_draws(head, n_bins, n_boot, seed, groups)
             d.update({k: cal[k] for k in ("ece", "brier", "nll")})
         per_head.append(d)
     if not per_head:
@@ -269,6 +280,29 @@ def match_samples(run: Predictions, ref: Predictions) -> tuple[np.ndarray | None
     return rows_a, rows_b, f"{n} samples matched by '{run.id_column}'"
 
 
+def match_groups(run: Predictions, ref: Predictions) -> tuple[np.ndarray | None, np.ndarray | None, str]:
+    """For two grouped runs: (rows of run, rows of ref) whose group value both runs hold, or (None, None)
+    and why not. Cut to these rows, both runs number their groups alike (sorted values), so the same seed
+    draws the same groups for both."""
+    va, vb = run.metadata[run.group_column], ref.metadata[ref.group_column]
+    a = va.astype(str).where(va.notna())  # a row without a group value is left out of the pairing
+    b = vb.astype(str).where(vb.notna())
+    ga, gb = set(a.dropna()), set(b.dropna())
+    shared = ga & gb
+    if len(shared) < PAIR_SHARE * len(ga) or len(shared) < PAIR_SHARE * len(gb) or len(shared) < 2:
+        return None, None, (f"only {len(shared)} groups are shared ({len(ga)} of '{run.group_column}' and "
+                            f"{len(gb)} of '{ref.group_column}')")
+    rows_a = np.flatnonzero(a.isin(shared).to_numpy())
+    rows_b = np.flatnonzero(b.isin(shared).to_numpy())
+    return rows_a, rows_b, (f"{len(shared)} groups of '{run.group_column}' shared ({len(rows_a)} and {len(rows_b)} "
+                            "rows): both runs resample the same groups")
+
+
+def unit_label(preds: Predictions) -> str:
+    u = bootstrap_unit(preds)
+    return "samples" if u["bootstrap_unit"] == "samples" else f"{u['n_groups']} groups of '{u['group_column']}'"
+
+
 def _verdict(diff_lo, diff_hi, higher_better: bool) -> tuple[bool, str]:
     if diff_lo is None or diff_hi is None:
         return False, "no interval"
@@ -281,19 +315,28 @@ def _verdict(diff_lo, diff_hi, higher_better: bool) -> tuple[bool, str]:
 def compare_pair(run: Predictions, ref: Predictions, *, headline: Headline, n_boot: int = 1000, seed: int = 0,
                  level: float = 0.95, n_bins: int = 15, metrics: list[str] | None = None) -> list[dict]:
     """Difference run − reference of each metric with its bootstrap interval, paired when the samples
-    can be matched (see the module docstring), one row per metric."""
-    rows_a, rows_b, how = match_samples(run, ref)
+    can be matched (see the module docstring), one row per metric; grouped runs resample whole groups
+    (paired by group when both are grouped and share their group values)."""
+    grouped = (run.groups is not None, ref.groups is not None)
+    if all(grouped):
+        rows_a, rows_b, how = match_groups(run, ref)
+        kind = "paired bootstrap by group"
+    elif any(grouped):
+        rows_a, rows_b, how = None, None, "only one run's predictions are grouped; each resamples its own units"
+    else:
+        rows_a, rows_b, how = match_samples(run, ref)
+        kind = "paired bootstrap"
     paired = rows_a is not None
     if paired:
         a, b = run.subset(rows_a), ref.subset(rows_b)
         da, db = metric_draws(a, n_boot, seed, n_bins), metric_draws(b, n_boot, seed, n_bins)
         pa, pb = _point(a, n_bins, headline), _point(b, n_bins, headline)
-        test = "paired bootstrap"
+        test = kind
     else:
         a, b = run, ref
         da, db = metric_draws(a, n_boot, seed, n_bins), metric_draws(b, n_boot, seed + 1, n_bins)
         pa, pb = _point(a, n_bins, headline), _point(b, n_bins, headline)
-        test = "unpaired bootstrap"
+        test = "unpaired bootstrap" + (" (groups)" if any(grouped) else "")
     out = []
     for m in metrics or list(DIRECTIONS):
         if m not in pa or m not in pb:
@@ -474,9 +517,11 @@ def compare_runs(inputs: list[RunInput], *, headline: Headline, n_boot: int = 10
     roc = _curve_set("roc", panels, groups, analyses, labels_ids, n_boot, level)
     pr = _curve_set("pr", panels, groups, analyses, labels_ids, n_boot, level)
     cal = _calibration_set(panels, groups, analyses, labels_ids, n_bins, n_boot, level)
+    units = {lab: unit_label(preds_of[lab]) for lab in analyses}
     for result in (roc, pr, cal):  # one colour per run, in the order the runs were given
         if result is not None:
             result.runs = [lab for lab in labels if lab in analyses]
+            result.units = units
 
     run_rows, diff_rows = [], []
     for g in groups:
@@ -509,12 +554,14 @@ def compare_runs(inputs: list[RunInput], *, headline: Headline, n_boot: int = 10
                                 {k: "higher is better" if v else "lower is better" for k, v in DIRECTIONS.items()},
                                 n_boot, level, seed,
                                 f"values as `mlviz best-model` logs them (mlviz.auc, ...); intervals: {level:.0%} "
-                                "percentile bootstrap; differences: run − reference, paired bootstrap on the samples "
-                                "matched by id where possible, else unpaired; larger than the noise when the "
-                                "difference's interval excludes 0")
+                                "percentile bootstrap (of whole groups for grouped predictions); differences: run − "
+                                "reference, paired bootstrap on the samples matched by id (grouped runs: on the "
+                                "shared groups) where possible, else unpaired; larger than the noise when the "
+                                "difference's interval excludes 0", units)
     headline = {m: analyses[m].headline for m in analyses}
     runs_info = [{"run": lab, "run_id": r.run_id, "experiment_id": r.experiment_id, "task": r.predictions.task,
-                  "group": group_of.get(lab), "n": r.predictions.n} for lab, r in zip(labels, inputs, strict=True)]
+                  "group": group_of.get(lab), "n": r.predictions.n, **bootstrap_unit(r.predictions)}
+                 for lab, r in zip(labels, inputs, strict=True)]
     return RunComparison(runs_info, groups, headline, roc, pr, cal, metrics, skipped)
 
 
@@ -534,7 +581,7 @@ def _interval_of(a: _RunAnalyses, metric: str, preds: Predictions, n_boot: int, 
         head = preds.heads()[0]
         t, _ = head_threshold(head, "auto")
         correct = (predicted_labels(head, t) == head.y).astype(float)
-        return interval(bootstrap_means(correct, n_boot, seed), level)
+        return interval(bootstrap_means(correct, n_boot, seed, preds.groups), level)
     if metric in ("ece", "brier", "nll") and a.cal is not None:
         m = a.cal.metrics[a.cal.metrics["metric"] == metric]
         if len(m):

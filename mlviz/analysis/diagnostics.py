@@ -13,7 +13,11 @@ Conventions (every figure's JSON repeats the ones it uses):
   figure none of whose panels has both is `NotApplicable`.
 
 Bootstrap resamples are counts (how often each sample is drawn), generated in chunks so that memory stays
-bounded, and the same seed gives the same resamples in every analysis. AUC and AP of a resample are
+bounded, and the same seed gives the same resamples in every analysis. When the rows are not independent
+(several per patient, subject or video: `Predictions.group_column`), whole groups are drawn with
+replacement (G draws among the G groups) and each row counts as often as its group was drawn; the results
+then say `bootstrap_unit="groups"`, the column and the number of groups. With one row per group this is
+exactly the row bootstrap (the same draws). AUC and AP of a resample are
 computed from the samples sorted once by score (tie blocks handled as scikit-learn does), so 1,000
 resamples of 100,000 predictions take seconds, not the minutes of calling `roc_auc_score` 1,000 times.
 """
@@ -49,19 +53,43 @@ FPR_GRID = np.linspace(0.0, 1.0, 101)
 
 
 # --------------------------------------------------------------------------- bootstrap machinery
-def resample_counts(n: int, n_boot: int, seed: int = 0, max_cells: int = MAX_CELLS) -> Iterator[np.ndarray]:
+def resample_counts(n: int, n_boot: int, seed: int = 0, max_cells: int = MAX_CELLS,
+                    groups: np.ndarray | None = None) -> Iterator[np.ndarray]:
     """Bootstrap resamples as count matrices (chunk × n), chunk by chunk; the same seed, the same resamples.
+
+    `groups`: each row's group code 0..G-1 (dense); then G groups are drawn with replacement and a row's
+    count is its group's (`w_rows = w_groups[:, groups]`), so every consumer of row counts works unchanged.
+    With groups 0..n-1 (one row each) the draws are the row bootstrap's, bit for bit.
 
     While the chunks are consumed, BLAS runs single-threaded: the products here are thin (few resamples ×
     many samples), where OpenBLAS's threads gain nothing and, on a busy machine, spin and lose up to 20×."""
     rng = np.random.default_rng(seed)
-    chunk = int(max(1, min(n_boot, max_cells // max(n, 1))))
+    codes = None if groups is None else np.asarray(groups, dtype=np.int64)
+    if codes is not None and len(codes) != n:
+        raise ValueError(f"groups has {len(codes)} codes for {n} rows")
+    k = n if codes is None else (int(codes.max()) + 1 if len(codes) else 0)  # units drawn per resample
+    chunk = int(max(1, min(n_boot, max_cells // max(n, k, 1))))
     with _single_threaded_blas():
         for start in range(0, n_boot, chunk):
             m = min(chunk, n_boot - start)
-            idx = rng.integers(0, n, size=(m, n), dtype=np.int32).astype(np.int64)
-            idx += (np.arange(m, dtype=np.int64) * n)[:, None]
-            yield np.bincount(idx.ravel(), minlength=m * n).reshape(m, n).astype(np.float64)
+            idx = rng.integers(0, max(k, 1), size=(m, k), dtype=np.int32).astype(np.int64)
+            idx += (np.arange(m, dtype=np.int64) * k)[:, None]
+            w = np.bincount(idx.ravel(), minlength=m * k).reshape(m, k).astype(np.float64)
+            yield w if codes is None else w[:, codes]
+
+
+def subset_groups(groups: np.ndarray | None, mask: np.ndarray) -> np.ndarray | None:
+    """The group codes of a subset of the rows, made dense again (groups absent from it are not drawn)."""
+    if groups is None:
+        return None
+    return np.unique(np.asarray(groups)[mask], return_inverse=True)[1].astype(np.int64)
+
+
+def bootstrap_unit(preds: Predictions) -> dict:
+    """What a result's resamples drew: {"bootstrap_unit": "samples" | "groups", "group_column", "n_groups"}."""
+    if preds.groups is None:
+        return {"bootstrap_unit": "samples", "group_column": None, "n_groups": None}
+    return {"bootstrap_unit": "groups", "group_column": preds.group_column, "n_groups": preds.n_groups}
 
 
 def _single_threaded_blas():
@@ -81,11 +109,12 @@ def weighted_sums(w: np.ndarray, values: np.ndarray) -> np.ndarray:
     return (np.ascontiguousarray(values.T) @ w.T).T
 
 
-def bootstrap_means(values: np.ndarray, n_boot: int, seed: int = 0) -> np.ndarray:
-    """Resampled means of per-sample values (n,) or (n, j): (n_boot,) or (n_boot, j)."""
+def bootstrap_means(values: np.ndarray, n_boot: int, seed: int = 0, groups: np.ndarray | None = None) -> np.ndarray:
+    """Resampled means of per-sample values (n,) or (n, j): (n_boot,) or (n_boot, j); `groups`: resample
+    whole groups (see `resample_counts`)."""
     values = np.asarray(values, dtype=float)
     out = []
-    for w in resample_counts(len(values), n_boot, seed):
+    for w in resample_counts(len(values), n_boot, seed, groups=groups):
         num = weighted_sums(w, values)
         den = w.sum(axis=1)
         out.append(num / (den[:, None] if num.ndim == 2 else den))
@@ -166,25 +195,29 @@ _RANKING_CACHE: OrderedDict = OrderedDict()
 
 
 def bootstrap_ranking(y: np.ndarray, s: np.ndarray, n_boot: int, seed: int = 0, grid: np.ndarray | None = FPR_GRID,
-                      coherent: bool = False) -> dict[str, np.ndarray]:
+                      coherent: bool = False, groups: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Resampled AUC, AP and TPR-at-FPR-grid of one binary problem: {"auc": (B,), "ap": (B,), "tpr": (B, G)}.
 
     `coherent=True` draws resample b exactly as `resample_counts(n, B, seed)` does for every other metric
     (needed to average per resample, e.g. a macro AUC over classes); otherwise the counts are laid out in
-    score order directly, an equally valid bootstrap that skips a gather. Results are cached per data."""
+    score order directly, an equally valid bootstrap that skips a gather. With `groups` (resample whole
+    groups) the draws are always coherent: the group counts are expanded straight into score order.
+    Results are cached per data."""
     y = np.asarray(y)
     s = np.asarray(s, dtype=float)
+    codes = None if groups is None else np.asarray(groups, dtype=np.int64)
     h = hashlib.blake2b(digest_size=16)
-    for a in (y.astype(np.int8), s):
+    for a in (y.astype(np.int8), s) + (() if codes is None else (codes,)):
         h.update(np.ascontiguousarray(a).tobytes())
-    key = (h.hexdigest(), n_boot, seed, coherent, None if grid is None else len(grid))
+    key = (h.hexdigest(), n_boot, seed, coherent, None if grid is None else len(grid), codes is not None)
     if key in _RANKING_CACHE:
         _RANKING_CACHE.move_to_end(key)
         return _RANKING_CACHE[key]
     ranked = RankedScores(y, s)
     parts: dict[str, list] = {}
-    for w in resample_counts(len(y), n_boot, seed):
-        for k, v in ranked.stats(w[:, ranked.layout] if coherent else w, grid).items():
+    gather = coherent and codes is None
+    for w in resample_counts(len(y), n_boot, seed, groups=None if codes is None else codes[ranked.layout]):
+        for k, v in ranked.stats(w[:, ranked.layout] if gather else w, grid).items():
             parts.setdefault(k, []).append(v)
     out = {k: np.concatenate(v) for k, v in parts.items()}
     _RANKING_CACHE[key] = out
@@ -332,10 +365,14 @@ class RocCurves:
     level: float
     left_out: list[str] = field(default_factory=list)
     band_kind: str = "pointwise percentile interval of the bootstrap TPR at 101 fixed FPR values"
+    bootstrap_unit: str = "samples"  # "groups": whole groups of `group_column` were resampled
+    group_column: str | None = None
+    n_groups: int | None = None
 
 
 def roc_analysis(preds: Predictions, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> RocCurves:
     probs, left = _two_class_problems(preds, "a ROC curve")
+    groups = preds.groups
     curves, bands, rows, macro = [], [], [], []
     boot_by_head: dict[str, list[np.ndarray]] = {}
     kinds = {h.name: h.kind for h in preds.heads()}
@@ -344,7 +381,7 @@ def roc_analysis(preds: Predictions, n_boot: int = 1000, seed: int = 0, level: f
         fpr, tpr, thr = roc_curve(p.y, p.s)
         curves.append(pd.DataFrame({"head": p.head, "class": p.cls, "fpr": fpr, "tpr": tpr, "threshold": thr}))
         auc = float(roc_auc_score(p.y, p.s))
-        boot = bootstrap_ranking(p.y, p.s, n_boot, seed, coherent=multi) if n_boot else {}
+        boot = bootstrap_ranking(p.y, p.s, n_boot, seed, coherent=multi, groups=groups) if n_boot else {}
         lo, hi = interval(boot.get("auc", []), level)
         if n_boot:
             blo, bhi = percentile_interval(boot["tpr"], level)
@@ -372,7 +409,7 @@ def roc_analysis(preds: Predictions, n_boot: int = 1000, seed: int = 0, level: f
                       "n_classes": int(len(sub)), "n_classes_left_out": int(len(head.class_names) - len(sub))})
     return RocCurves(preds.task, [h.name for h in preds.heads()], pd.concat(curves, ignore_index=True),
                      pd.concat(bands, ignore_index=True) if bands else pd.DataFrame(), summary,
-                     pd.DataFrame(macro), n_boot, level, left)
+                     pd.DataFrame(macro), n_boot, level, left, **bootstrap_unit(preds))
 
 
 # --------------------------------------------------------------------------- PR
@@ -388,10 +425,14 @@ class PrCurves:
     n_boot: int
     level: float
     left_out: list[str] = field(default_factory=list)
+    bootstrap_unit: str = "samples"  # "groups": whole groups of `group_column` were resampled
+    group_column: str | None = None
+    n_groups: int | None = None
 
 
 def pr_analysis(preds: Predictions, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> PrCurves:
     probs, left = _two_class_problems(preds, "a precision-recall curve")
+    groups = preds.groups
     curves, rows, macro = [], [], []
     boot_by_head: dict[str, list[np.ndarray]] = {}
     kinds = {h.name: h.kind for h in preds.heads()}
@@ -401,7 +442,7 @@ def pr_analysis(preds: Predictions, n_boot: int = 1000, seed: int = 0, level: fl
         curves.append(pd.DataFrame({"head": p.head, "class": p.cls, "recall": rec, "precision": prec,
                                     "threshold": np.r_[thr, np.nan]}))
         ap = float(average_precision_score(p.y, p.s))
-        boot = bootstrap_ranking(p.y, p.s, n_boot, seed, coherent=multi) if n_boot else {}
+        boot = bootstrap_ranking(p.y, p.s, n_boot, seed, coherent=multi, groups=groups) if n_boot else {}
         lo, hi = interval(boot.get("ap", []), level)
         if n_boot:
             boot_by_head.setdefault(p.head, []).append(boot["ap"])
@@ -420,7 +461,7 @@ def pr_analysis(preds: Predictions, n_boot: int = 1000, seed: int = 0, level: fl
         macro.append({"head": head.name, "ap": float(sub["ap"].mean()), "ap_low": lo, "ap_high": hi,
                       "prevalence": float(sub["prevalence"].mean()), "n_classes": int(len(sub))})
     return PrCurves(preds.task, [h.name for h in preds.heads()], pd.concat(curves, ignore_index=True), summary,
-                    pd.DataFrame(macro), n_boot, level, left)
+                    pd.DataFrame(macro), n_boot, level, left, **bootstrap_unit(preds))
 
 
 # --------------------------------------------------------------------------- metrics vs threshold
@@ -594,6 +635,9 @@ class SliceMetrics:
     n_boot: int
     level: float
     notes: list[str] = field(default_factory=list)
+    bootstrap_unit: str = "samples"  # "groups": whole groups of `group_column` were resampled
+    group_column: str | None = None
+    n_groups: int | None = None
 
 
 def _group_values(meta: pd.DataFrame, col: str, limit: int = 30) -> tuple[list, str | None]:
@@ -613,6 +657,7 @@ def slice_metrics(preds: Predictions, group_columns: list[str] | None = None, n_
         raise NotApplicable("no grouping column in the predictions (string, boolean or small-integer columns "
                             "such as sample type or dataset; name them with group_columns)")
     rows, notes = [], []
+    groups = preds.groups
     for head in preds.heads():
         t, _ = head_threshold(head, threshold) if head.kind != "regression" else (None, "")
         for col in cols:
@@ -623,13 +668,13 @@ def slice_metrics(preds: Predictions, group_columns: list[str] | None = None, n_
             for value in values:
                 mask = key == value
                 rows.append({"head": head.name, "column": col, "value": value,
-                             **_slice_row(head, mask, t, n_boot, seed, level)})
+                             **_slice_row(head, mask, t, n_boot, seed, level, subset_groups(groups, mask))})
     table = pd.DataFrame(rows)
     primary = "mae" if preds.task == "regression" else "accuracy"
     asc = preds.task != "regression"
     table = table.sort_values(["head", "column", primary], ascending=[True, True, asc], kind="mergesort",
                               na_position="last").reset_index(drop=True)
-    return SliceMetrics(preds.task, cols, table, primary, n_boot, level, notes)
+    return SliceMetrics(preds.task, cols, table, primary, n_boot, level, notes, **bootstrap_unit(preds))
 
 
 def _ci_cols(name: str, point: float | None, samples: np.ndarray | None, level: float) -> dict:
@@ -637,13 +682,17 @@ def _ci_cols(name: str, point: float | None, samples: np.ndarray | None, level: 
     return {name: point, f"{name}_low": lo, f"{name}_high": hi}
 
 
-def _slice_row(head: HeadView, mask: np.ndarray, t: float | None, n_boot: int, seed: int, level: float) -> dict:
+def _slice_row(head: HeadView, mask: np.ndarray, t: float | None, n_boot: int, seed: int, level: float,
+               groups: np.ndarray | None = None) -> dict:
+    """One slice's metrics; `groups`: the slice's rows' group codes (dense) to resample whole groups."""
     y, s = head.y[mask], head.scores[mask]
     n = int(mask.sum())
+    if groups is not None and len(groups) and int(groups.max()) == 0:
+        n_boot = 0  # the slice is one group: resampling it says nothing about the spread
     if head.kind == "regression":
         err = s - y
         vals = np.column_stack([np.abs(err), err ** 2, err])
-        boot = bootstrap_means(vals, n_boot, seed) if n_boot and n > 1 else None
+        boot = bootstrap_means(vals, n_boot, seed, groups) if n_boot and n > 1 else None
         return {"n": n, **_ci_cols("mae", float(np.abs(err).mean()), None if boot is None else boot[:, 0], level),
                 **_ci_cols("rmse", float(np.sqrt((err ** 2).mean())), None if boot is None else np.sqrt(boot[:, 1]), level),
                 **_ci_cols("bias", float(err.mean()), None if boot is None else boot[:, 2], level)}
@@ -659,7 +708,8 @@ def _slice_row(head: HeadView, mask: np.ndarray, t: float | None, n_boot: int, s
         layout = ranked.layout if ranked is not None else np.arange(n)
         vals = np.column_stack([correct, correct * pos, correct * (1 - pos), pos])[layout]
         boot, aucs = [], []
-        for w in resample_counts(n, n_boot, seed) if n_boot and n > 1 else []:
+        codes = None if groups is None else groups[layout]
+        for w in resample_counts(n, n_boot, seed, groups=codes) if n_boot and n > 1 else []:
             a, b, c, wp = weighted_sums(w, vals).T
             total = w.sum(axis=1)
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -678,7 +728,7 @@ def _slice_row(head: HeadView, mask: np.ndarray, t: float | None, n_boot: int, s
         else:
             out.update({"auc": None, "auc_low": None, "auc_high": None})
     else:
-        boot = bootstrap_means(correct, n_boot, seed) if n_boot and n > 1 else None
+        boot = bootstrap_means(correct, n_boot, seed, groups) if n_boot and n > 1 else None
         out.update(_ci_cols("accuracy", float(correct.mean()), boot, level))
         p_true = np.clip(s[np.arange(n), y], np.finfo(float).eps, 1 - np.finfo(float).eps)
         out["nll"] = float(-np.log(p_true).mean())
@@ -837,6 +887,9 @@ class RegressionFit:
     metrics: pd.DataFrame  # metric, value, low, high
     n_boot: int
     level: float
+    bootstrap_unit: str = "samples"  # "groups": whole groups of `group_column` were resampled
+    group_column: str | None = None
+    n_groups: int | None = None
 
 
 @dataclass
@@ -866,7 +919,7 @@ def regression_fit(preds: Predictions, n_boot: int = 1000, seed: int = 0, level:
     boot: dict[str, list] = {k: [] for k in point}
     if n_boot and len(y) > 1:
         vals = np.column_stack([np.abs(err), err ** 2, err, y, y ** 2])
-        for w in resample_counts(len(y), n_boot, seed):
+        for w in resample_counts(len(y), n_boot, seed, groups=preds.groups):
             W = w.sum(1)
             m = weighted_sums(w, vals) / W[:, None]
             var_y = m[:, 4] - m[:, 3] ** 2
@@ -879,7 +932,8 @@ def regression_fit(preds: Predictions, n_boot: int = 1000, seed: int = 0, level:
     for k, v in point.items():
         lo, hi = interval(np.concatenate(boot[k]), level) if boot[k] else (None, None)
         rows.append({"metric": k, "value": float(v), "low": lo, "high": hi})
-    return RegressionFit(len(y), pd.DataFrame({"y_true": y, "y_pred": yhat}), pd.DataFrame(rows), n_boot, level)
+    return RegressionFit(len(y), pd.DataFrame({"y_true": y, "y_pred": yhat}), pd.DataFrame(rows), n_boot, level,
+                         **bootstrap_unit(preds))
 
 
 def regression_residuals(preds: Predictions, bins: int = 20) -> RegressionResiduals:

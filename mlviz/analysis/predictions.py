@@ -7,7 +7,9 @@ A predictions table (CSV/Parquet, one row per sample, or per sample and epoch) b
 - `scores`: binary (n,) score of the positive class; multi-class (n, k) probabilities;
   multi-output (n, heads, k) probabilities (a head with fewer classes is padded with zeros);
   regression (n,) predicted values;
-- `metadata`: everything else a figure may use (sample id, image index or path, grouping columns, epoch).
+- `metadata`: everything else a figure may use (sample id, image index or path, grouping columns, epoch);
+- `group_column`: the column whose rows are not independent (several rows per patient, subject, video):
+  bootstrap intervals then resample whole groups (see `detect_group_column`).
 
 `predictions_from_frame` reads a DataFrame through a `ColumnMap`. Without one it detects:
 
@@ -52,6 +54,16 @@ IMAGE_INDEX_NAMES = ("image_index", "image_idx", "img_index", "image_id_index")
 IMAGE_PATH_NAMES = ("image_path", "filepath", "file_path", "path", "image_file", "filename")
 NON_GROUP_PREFIXES = ("pred", "prob", "score", "label", "logit", "y_", "p_")
 MAX_GROUP_VALUES = 30
+# Columns that name the unit rows belong to (several rows per patient, subject, video, ...): a repeat in one
+# of them makes the bootstrap resample whole groups. Matched case-insensitively, with or without "_id"; the
+# words that also name slices (a `group` or `case` column) only with an id suffix (`group_id`, `case_id`).
+CLUSTER_NAMES = ("patient", "subject", "participant", "video", "person", "slide", "clip", "animal", "donor",
+                 "individual", "recording")
+CLUSTER_ID_NAMES = ("case", "group", "study", "session", "cluster")
+_ID_SUFFIX = r"[ _-]?(?:id|ids|no|number|code|key)"
+CLUSTER_RE = re.compile(rf"^(?:(?:{'|'.join(CLUSTER_NAMES)})(?:{_ID_SUFFIX})?|(?:{'|'.join(CLUSTER_ID_NAMES)}){_ID_SUFFIX})$",
+                        re.IGNORECASE)
+NO_GROUPING = ("none", "no", "off", "false", "rows", "samples")
 
 
 @dataclass
@@ -65,7 +77,9 @@ class ColumnMap:
     - `prediction`: regression, the predicted-value column (with `label` the true value);
     - `class_names`, `positive_class`: names of the classes; which label value is positive (binary);
     - `rename`: columns renamed before anything else, e.g. {"prob_header": "score"};
-    - `probabilities`: whether a binary score is a probability (None: when it lies in [0, 1]).
+    - `probabilities`: whether a binary score is a probability (None: when it lies in [0, 1]);
+    - `group_column` (keys `group`, `group_id`): rows of one value are not independent (a patient, a
+      video): intervals resample whole groups; "none" resamples rows and turns detection off.
     """
 
     task: str | None = None
@@ -80,6 +94,7 @@ class ColumnMap:
     image_column: str | None = None
     image_path_column: str | None = None
     group_columns: list[str] | None = None
+    group_column: str | None = None  # bootstrap by groups of this column; "none": rows, no detection
     epoch_column: str = "epoch"
     rename: dict[str, str] = field(default_factory=dict)
     probabilities: bool | None = None
@@ -92,7 +107,8 @@ class ColumnMap:
         for key, value in data.items():
             key = {"classes": "class_names", "groups": "group_columns", "prefix": "score_prefix",
                    "id": "id_column", "image": "image_column", "image_path": "image_path_column",
-                   "epoch": "epoch_column"}.get(key, key)
+                   "epoch": "epoch_column", "group": "group_column", "group_id": "group_column",
+                   "cluster": "group_column"}.get(key, key)
             if key in known:
                 kw[key] = value
             elif key not in ("images",):  # the contract's image file is for the loader, not the table
@@ -162,6 +178,7 @@ class Predictions:
     image_path_column: str | None = None
     group_columns: list[str] = field(default_factory=list)
     epoch_column: str | None = None
+    group_column: str | None = None  # bootstrap unit: whole groups of this column (None: rows)
     source: dict = field(default_factory=dict)  # which columns were read, for the record
     notes: list[str] = field(default_factory=list)  # what was guessed (e.g. the score column), for the user
 
@@ -199,6 +216,19 @@ class Predictions:
         return self.subset(self.metadata[self.epoch_column].to_numpy() == epoch)
 
     @property
+    def groups(self) -> np.ndarray | None:
+        """Group code 0..G-1 of each row (in sorted order of the group values) when the bootstrap resamples
+        whole groups, else None. Codes are dense within these rows: a subset gets its own."""
+        if not self.group_column or self.group_column not in self.metadata:
+            return None
+        return dense_codes(self.metadata[self.group_column])
+
+    @property
+    def n_groups(self) -> int | None:
+        codes = self.groups
+        return None if codes is None else int(codes.max()) + 1 if len(codes) else 0
+
+    @property
     def sample_ids(self) -> np.ndarray:
         if self.id_column and self.id_column in self.metadata:
             return self.metadata[self.id_column].to_numpy()
@@ -229,6 +259,21 @@ class Predictions:
             else:
                 out.append(HeadView(name, "multiclass", self.y_true[:, h], probs, classes, True))
         return out
+
+
+def dense_codes(values) -> np.ndarray:
+    """0..G-1 per row in sorted order of the values (as strings); each missing value is a group of its own,
+    after the others. Two tables holding the same group values get the same codes."""
+    s = pd.Series(values).reset_index(drop=True)
+    missing = s.isna().to_numpy()
+    codes = np.zeros(len(s), dtype=np.int64)
+    if (~missing).any():
+        _, inv = np.unique(s[~missing].astype(str).to_numpy(), return_inverse=True)
+        codes[~missing] = inv
+    if missing.any():
+        start = int(codes[~missing].max()) + 1 if (~missing).any() else 0
+        codes[missing] = start + np.arange(int(missing.sum()))
+    return codes
 
 
 # --------------------------------------------------------------------------- validation helpers
@@ -535,7 +580,65 @@ def _read_regression(df: pd.DataFrame, cmap: ColumnMap) -> dict:
             "source": {"label": cmap.label, "prediction": cmap.prediction}}
 
 
-def _metadata(df: pd.DataFrame, cmap: ColumnMap, used: set[str]) -> tuple[pd.DataFrame, dict]:
+MIN_GROUPS = 10  # fewer groups are not detected (a bootstrap over so few is rough); --group-id still uses them
+
+
+def _repeats(df: pd.DataFrame, col: str, epoch_col: str | None) -> tuple[int, int, float]:
+    """(rows, distinct values, share of rows whose value another row has) within one epoch: for a
+    per-epoch table, where each sample repeats once per epoch by design, those of its largest epoch."""
+    parts = [df] if epoch_col is None else [g for _, g in df.groupby(epoch_col, sort=False, dropna=False)]
+    best = (0, 0, 0.0)
+    for part in parts:
+        codes = dense_codes(part[col])
+        counts = np.bincount(codes) if len(codes) else np.zeros(0, dtype=int)
+        if len(codes) > best[0]:
+            best = (len(codes), len(counts), int(counts[counts > 1].sum()) / max(len(codes), 1))
+    return best
+
+
+def detect_group_column(df: pd.DataFrame, wanted: str | None, id_col: str | None, epoch_col: str | None,
+                        notes: list[str]) -> str | None:
+    """The column whose groups the bootstrap resamples, or None (rows), saying which in `notes`.
+
+    `wanted`: a column (used as given; absent is an error), "none" (rows, no detection) or None (detect):
+    a column named like a patient, subject, video, case or group id (`CLUSTER_NAMES`, optionally with
+    `_id`) that repeats a value, or else the sample id column when it repeats clearly (at least 2 rows per
+    value on average, or half the rows sharing their value), counted within one epoch of a per-epoch table;
+    with at least `MIN_GROUPS` groups."""
+    if wanted is not None and str(wanted).strip().lower() in NO_GROUPING:
+        return None
+    if wanted is not None and str(wanted).strip():
+        if wanted not in df.columns:
+            raise MlvizError(f"the group-id column '{wanted}' is not in the predictions (columns: {_list(df.columns)}); "
+                             "name the column holding the patient/subject/video id, or 'none' to resample rows")
+        rows, distinct, _ = _repeats(df, wanted, epoch_col)
+        rows, distinct = max(rows, 1), max(distinct, 1)
+        notes.append(f"bootstrap: intervals resample the {distinct} groups of '{wanted}' whole "
+                     f"({rows / distinct:.1f} rows per group on average; --group-id)"
+                     + (f"; with fewer than {MIN_GROUPS} groups the intervals are rough" if distinct < MIN_GROUPS
+                        else ""))
+        return wanted
+    named = [c for c in df.columns if c not in (epoch_col, id_col) and CLUSTER_RE.match(str(c))]
+    for col in named + ([id_col] if id_col else []):
+        is_named = bool(CLUSTER_RE.match(str(col)))
+        rows, distinct, shared = _repeats(df, col, epoch_col)
+        repeated = distinct < rows if is_named else (rows >= 2 * distinct or shared >= 0.5)
+        if not repeated:
+            continue
+        if distinct < MIN_GROUPS:
+            notes.append(f"'{col}' repeats values ({rows} rows, {distinct} distinct) but has fewer than "
+                         f"{MIN_GROUPS} groups, so intervals resample rows (pass --group-id {col} to resample groups)")
+            continue
+        within = " within an epoch" if epoch_col else ""
+        notes.append(f"bootstrap: '{col}' repeats values{within} ({rows} rows, {distinct} distinct), so the rows "
+                     f"are not independent: intervals resample the {distinct} groups of '{col}' whole "
+                     "(--group-id none resamples rows)")
+        return col
+    return None
+
+
+def _metadata(df: pd.DataFrame, cmap: ColumnMap, used: set[str], notes: list[str] | None = None,
+              group_column: str | None = None) -> tuple[pd.DataFrame, dict]:
     cols = list(df.columns)
     id_col = cmap.id_column or _first(cols, ID_NAMES)
     img_col = cmap.image_column or _first(cols, IMAGE_INDEX_NAMES)
@@ -548,7 +651,9 @@ def _metadata(df: pd.DataFrame, cmap: ColumnMap, used: set[str]) -> tuple[pd.Dat
         idx = pd.to_numeric(df[img_col], errors="coerce")
         if idx.isna().any() or (idx % 1 != 0).any() or (idx < 0).any():
             raise MlvizError(f"image index column '{img_col}' must hold non-negative integers")
-    special = {c for c in (id_col, img_col, path_col, epoch_col) if c}
+    cluster = detect_group_column(df, group_column if group_column is not None else cmap.group_column, id_col,
+                                  epoch_col, [] if notes is None else notes)
+    special = {c for c in (id_col, img_col, path_col, epoch_col, cluster) if c}
     if cmap.group_columns is not None:
         absent = [c for c in cmap.group_columns if c not in cols]
         if absent:
@@ -569,12 +674,15 @@ def _metadata(df: pd.DataFrame, cmap: ColumnMap, used: set[str]) -> tuple[pd.Dat
     keep = [c for c in cols if c not in used or c in special or c in groups]
     meta = df[keep].reset_index(drop=True).copy()
     return meta, {"id_column": id_col, "image_column": img_col, "image_path_column": path_col,
-                  "group_columns": groups, "epoch_column": epoch_col}
+                  "group_columns": groups, "epoch_column": epoch_col, "group_column": cluster}
 
 
 def predictions_from_frame(df: pd.DataFrame, column_map: ColumnMap | dict | None = None,
-                           contract: dict | None = None) -> Predictions:
-    """A validated `Predictions` from a predictions table (see the module docstring for the layouts)."""
+                           contract: dict | None = None, group_column: str | None = None) -> Predictions:
+    """A validated `Predictions` from a predictions table (see the module docstring for the layouts).
+
+    `group_column` (`--group-id`) overrides the map's: a column whose groups the bootstrap resamples whole,
+    or "none" for rows; None detects it (`detect_group_column`)."""
     if not isinstance(df, pd.DataFrame):
         raise MlvizError("predictions must be a table (pandas DataFrame)")
     if len(df) == 0:
@@ -601,7 +709,7 @@ def predictions_from_frame(df: pd.DataFrame, column_map: ColumnMap | dict | None
     else:
         parts = _read_single(df, cmap)
         used = {cmap.label, *cmap.scores}
-    meta, roles = _metadata(df, cmap, used)
+    meta, roles = _metadata(df, cmap, used, notes, group_column)
     return Predictions(metadata=meta, **parts, **roles, notes=notes)
 
 

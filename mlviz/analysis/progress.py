@@ -28,6 +28,7 @@ from mlviz.analysis.diagnostics import (
     Pixels,
     bootstrap_means,
     bootstrap_ranking,
+    bootstrap_unit,
     choose_threshold,
     counts_at,
     interval,
@@ -79,6 +80,9 @@ class MetricsEvolution:
     rule: str
     n_boot: int
     level: float
+    bootstrap_unit: str = "samples"  # "groups": whole groups of `group_column` were resampled (per epoch)
+    group_column: str | None = None
+    n_groups: int | None = None  # groups at the largest epoch
 
 
 def metrics_evolution(per_epoch: Predictions, n_boot: int = 200, seed: int = 0, level: float = 0.95,
@@ -87,11 +91,12 @@ def metrics_evolution(per_epoch: Predictions, n_boot: int = 200, seed: int = 0, 
     rows = []
     for e in epochs:
         at = per_epoch.at_epoch(e)
+        groups = at.groups  # dense within the epoch: each epoch resamples its own groups
         for head in at.heads():
             t, _ = _threshold(head, threshold)
             row = {"head": head.name, "epoch": e, "n": int(len(head.y)), "threshold": t}
             correct = _correct(head, t).astype(float)
-            boot = bootstrap_means(correct, n_boot, seed) if n_boot and len(correct) > 1 else None
+            boot = bootstrap_means(correct, n_boot, seed, groups) if n_boot and len(correct) > 1 else None
             lo, hi = interval(boot, level) if boot is not None else (None, None)
             row.update({"accuracy": float(correct.mean()), "accuracy_low": lo, "accuracy_high": hi})
             if head.kind == "binary":
@@ -99,7 +104,8 @@ def metrics_evolution(per_epoch: Predictions, n_boot: int = 200, seed: int = 0, 
                 r = rates(counts_at(head.y, head.scores, np.array([t])))
                 row.update({k: float(r[k][0]) for k in ("precision", "recall", "f1", "specificity")})
                 if both:
-                    b = bootstrap_ranking(head.y, head.scores, n_boot, seed, grid=None) if n_boot else {}
+                    b = bootstrap_ranking(head.y, head.scores, n_boot, seed, grid=None, groups=groups) \
+                        if n_boot else {}
                     lo, hi = interval(b.get("auc", []), level)
                     row.update({"auc": float(roc_auc_score(head.y, head.scores)), "auc_low": lo, "auc_high": hi,
                                 "ap": float(average_precision_score(head.y, head.scores))})
@@ -129,8 +135,11 @@ def metrics_evolution(per_epoch: Predictions, n_boot: int = 200, seed: int = 0, 
                 i = sub[metric].idxmax() if mode == "max" else sub[metric].idxmin()
                 best.append({"head": head, "metric": metric, "epoch": sub.loc[i, "epoch"],
                              "value": float(sub.loc[i, metric])})
+    unit = bootstrap_unit(per_epoch)
+    if unit["n_groups"] is not None:
+        unit["n_groups"] = max(int(per_epoch.at_epoch(e).n_groups or 0) for e in epochs)
     return MetricsEvolution(per_epoch.task, [h.name for h in per_epoch.heads()], table, pd.DataFrame(best),
-                            str(threshold), n_boot, level)
+                            str(threshold), n_boot, level, **unit)
 
 
 # --------------------------------------------------------------------------- score distributions at checkpoints

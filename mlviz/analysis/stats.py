@@ -60,3 +60,12 @@ def to_jsonable(obj):
     if obj is pd.NA or obj is pd.NaT:
         return None
     return obj
+
+
+def resamples_phrase(result, resamples: str = "bootstrap resamples") -> str:
+    """'N bootstrap resamples', or 'N bootstrap resamples of G groups (column)' when a result's bootstrap
+    resampled whole groups (its `bootstrap_unit`), for figure titles."""
+    n = getattr(result, "n_boot", 0)
+    if getattr(result, "bootstrap_unit", "samples") == "groups":
+        return f"{n} {resamples} of {getattr(result, 'n_groups', None)} groups ({getattr(result, 'group_column', None)})"
+    return f"{n} {resamples}"

@@ -49,9 +49,13 @@ def _broadcast(name: str, values: tuple, n: int) -> list:
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Write the figures to this folder instead of logging a comparison run.")
 @click.option("--force", is_flag=True, help="Redo the comparison even when nothing changed.")
+@click.option("--group-id", default=None, metavar="COLUMN",
+              help="Runs: the column holding a patient/subject/video id when several rows belong to one; "
+                   "intervals resample whole groups, paired by group between runs that share them "
+                   "(default: detected when such an id repeats; 'none': rows).")
 @click.pass_context
 def compare(ctx, run_ids, experiments, parent_runs, filters, metric, tracking_uri, reference, predictions, n_boot,
-            seed, out, force):
+            seed, out, force, group_id):
     """Compare runs (ROC, PR, calibration overlaid; a metrics table that says which differences are larger
     than the noise) or sweeps (importance, learning curves, stage agreement side by side).
 
@@ -70,6 +74,9 @@ def compare(ctx, run_ids, experiments, parent_runs, filters, metric, tracking_ur
     out = out or None
     source = ctx.get_parameter_source("n_boot")
     options = {"seed": _int_option(seed, "--seed", 0), "reference": reference}
+    group_id = (group_id or "").strip() or None  # MLproject passes "" for "not given"
+    if group_id:
+        options["group_id"] = group_id
     if run_ids or (source is not None and source.name != "DEFAULT"):
         options["n_boot"] = _int_option(n_boot, "--n-boot", 0)
     progress = sys.stderr.isatty()
@@ -84,6 +91,8 @@ def compare(ctx, run_ids, experiments, parent_runs, filters, metric, tracking_ur
         return
     from mlviz.sections.sweep import RunSelection
 
+    if group_id:
+        raise MlvizError("--group-id is for comparing runs' predictions (--run ID --run ID), not sweeps")
     n = max(len(experiments), len(parent_runs), len(filters))
     if n < 2:
         raise MlvizError("pass two or more runs (--run ID --run ID) or two or more sweeps (--experiment, "

@@ -33,7 +33,9 @@ class ModelOptions:
     """The options every best_model/ and training_progress/ figure may read, typed in one place.
 
     threshold: "auto" (0.5 for probabilities, else max-F1), "max_f1", "youden" or a number;
-    progress_n_boot: resamples per epoch (default min(n_boot, 200)); group_columns: default detected."""
+    progress_n_boot: resamples per epoch (default min(n_boot, 200)); group_columns: default detected;
+    group_id: the column whose groups (patients, subjects, videos) the bootstrap resamples whole, "none" for
+    rows, None to detect it (applied when the predictions are read: `Predictions.group_column`)."""
 
     n_boot: int = 1000
     seed: int = 0
@@ -43,6 +45,7 @@ class ModelOptions:
     progress_threshold: str | float = "max_f1"
     progress_n_boot: int | None = None
     group_columns: list[str] | None = None
+    group_id: str | None = None
     hardest_k: int = 12
     gallery_per_case: int | None = None  # default 6, 4 for multi-output models
     checkpoints: int = 6
@@ -189,7 +192,8 @@ def _boundary(ctx):
 
 BEST_MODEL_FIGURES: list[FigureSpec] = [
     FigureSpec(BEST, "roc_curve",
-               "ROC curve with AUC, its 95% bootstrap interval and a pointwise bootstrap band; ● Youden J and "
+               "ROC curve with AUC, its 95% bootstrap interval and a pointwise bootstrap band (whole groups "
+               "resampled when rows share a patient/subject id: see the JSON's bootstrap_unit); ● Youden J and "
                "■ max-F1 operating points. Multi-class: one-vs-rest per class and the macro AUC; one panel per head.",
                "two classes among the labels", _roc, f"{RD}:plot_roc_curve", grid_key="mlviz_roc_curve"),
     FigureSpec(BEST, "precision_recall",

@@ -92,8 +92,8 @@ def plot_curves(r: CurveSet):
         ax.set_title(panel["title"])
     what = "ROC curves" if r.kind == "roc" else "Precision-recall curves"
     area = "AUC" if r.kind == "roc" else "AP"
-    fig.suptitle(f"{what} of {len(r.legend['run'].unique())} runs ({area} with {r.level:.0%} interval from "
-                 f"{r.n_boot} bootstrap resamples)")
+    style.suptitle(fig, f"{what} of {len(r.legend['run'].unique())} runs ({area} with {r.level:.0%} interval from "
+                        f"{r.n_boot} bootstrap resamples){_grouped(r)}")
     _note(fig, r.convention)
     return fig
 
@@ -185,8 +185,8 @@ def plot_calibration_curves(r: CalibrationSet):
         axc.set_yscale("log")
         axc.yaxis.set_major_formatter(ScalarFormatter())
         axc.yaxis.set_minor_formatter(NullFormatter())
-    fig.suptitle(f"Calibration of {len(r.legend['run'].unique())} runs ({r.n_bins} equal-width bins; ECE with "
-                 f"{r.level:.0%} interval from {r.n_boot} bootstrap resamples)")
+    style.suptitle(fig, f"Calibration of {len(r.legend['run'].unique())} runs ({r.n_bins} equal-width bins; ECE "
+                        f"with {r.level:.0%} interval from {r.n_boot} bootstrap resamples){_grouped(r)}")
     _note(fig, r.convention)
     return fig
 
@@ -241,7 +241,8 @@ def plot_metrics_table(r: MetricsComparison):
             sub = diffs[(diffs["run"] == pair["run"]) & (diffs["reference"] == pair["reference"])]
             first = sub.iloc[0]
             test = "paired" if first["test"].startswith("paired") else "unpaired"
-            n = f"n={int(first['n_matched'])}" if test == "paired" else \
+            test += " by group" if "group" in first["test"] else ""
+            n = f"n={int(first['n_matched'])}" if test.startswith("paired") else \
                 f"n={int(first['n_run'])}/{int(first['n_reference'])}"
             cells = [_short(pair["run"], 24), _short(pair["reference"], 24), f"{test}\n{n}"]
             cols = [SAME, SAME, SAME]
@@ -260,12 +261,26 @@ def plot_metrics_table(r: MetricsComparison):
         _table(ax2, header2, rows2, colours2, col_widths=[1.9, 1.9, 0.7] + [1.12] * len(metrics))
         ax2.set_title("Difference run − reference with its interval: green = better, red = worse (the interval "
                       "excludes 0: larger than the noise); white = no difference", fontsize=9)
-    fig.suptitle(f"Metrics of {len(runs)} runs ({r.n_boot} bootstrap resamples, seed {r.seed})")
+    style.suptitle(fig, f"Metrics of {len(runs)} runs ({r.n_boot} bootstrap resamples, seed {r.seed}){_grouped(r)}")
     _note(fig, "↑ higher is better, ↓ lower is better. Paired: both runs resampled on the same validation "
                "samples (matched by sample id, or by row when neither run has ids and the labels agree row by row); "
-               "unpaired: each run resampled on its own. Multi-output runs: "
+               "unpaired: each run resampled on its own; by group: whole groups (patients, subjects, ...) "
+               "resampled, the same groups for both runs when paired. Multi-output runs: "
                "means over heads, without intervals.")
     return fig
+
+
+def _grouped(r) -> str:
+    """The end of a title naming the runs whose bootstrap resampled whole groups ('' when none did)."""
+    units = getattr(r, "units", None) or {}
+    grouped = {run: u for run, u in units.items() if u != "samples"}
+    if not grouped:
+        return ""
+    if len(set(grouped.values())) == 1:
+        who = "every run" if len(grouped) == len(units) else f"{len(grouped)} of {len(units)} runs"
+        return f"; resamples of whole groups: {next(iter(grouped.values()))} ({who})"
+    shown = "; ".join(f"{_short(run, 16)}: {u}" for run, u in list(grouped.items())[:2])
+    return f"; resamples of whole groups: {shown}" + (f" (+{len(grouped) - 2} runs)" if len(grouped) > 2 else "")
 
 
 def _table(ax, header, rows, colours, col_widths):

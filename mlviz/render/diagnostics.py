@@ -18,8 +18,16 @@ from mlviz.analysis.diagnostics import (
     SliceMetrics,
     ThresholdMetrics,
 )
+from mlviz.analysis.stats import resamples_phrase
 from mlviz.render import style
 from mlviz.render.style import plt
+
+
+def _of_groups(r) -> str:
+    """' of G groups (column)' when the result's bootstrap resampled whole groups, else ''."""
+    if getattr(r, "bootstrap_unit", "samples") != "groups":
+        return ""
+    return f" of {r.n_groups} groups ({r.group_column})"
 
 NEG, POS = "#4c72b0", "#dd4444"
 CASE_COLOURS = {"TP": "#2ca02c", "TN": "#1f77b4", "FP": "#ff7f0e", "FN": "#d62728", "correct": "#2ca02c",
@@ -143,7 +151,7 @@ def _macro_title(r, head: str, metric: str) -> str:
 
 def plot_roc_curve(r: RocCurves):
     multi = len(r.macro) > 0
-    return _per_head(r, draw_roc, 5.0, f"ROC curve ({r.n_boot} bootstrap resamples; intervals {r.level:.0%}"
+    return _per_head(r, draw_roc, 5.0, f"ROC curve ({resamples_phrase(r)}; intervals {r.level:.0%}"
                      + ("; multi-class: one-vs-rest per class, macro = mean)" if multi else ")"))
 
 
@@ -178,7 +186,7 @@ def draw_pr(ax, r: PrCurves, head: str):
 
 def plot_precision_recall(r: PrCurves):
     return _per_head(r, draw_pr, 4.6, f"Precision-recall curve (AP: step-wise average precision, {r.level:.0%} "
-                     "bootstrap interval; dotted: the no-skill precision, i.e. the positive rate)")
+                     f"bootstrap interval{_of_groups(r)}; dotted: the no-skill precision, i.e. the positive rate)")
 
 
 # --------------------------------------------------------------------------- metrics vs threshold
@@ -399,7 +407,8 @@ def plot_calibration(r: Calibration):
         rr, cc = divmod(i, cols)
         draw_reliability(fig.add_subplot(gs[2 * rr, cc]), r, head)
         draw_bin_counts(fig.add_subplot(gs[2 * rr + 1, cc]), r, head)
-    style.suptitle(fig, f"Calibration: reliability diagram, {r.level:.0%} bootstrap intervals ({r.n_boot} resamples)")
+    style.suptitle(fig, f"Calibration: reliability diagram, {r.level:.0%} bootstrap intervals "
+                        f"({resamples_phrase(r, 'resamples')})")
     _note(fig, r.convention)
     return fig
 
@@ -462,7 +471,8 @@ def plot_slice_metrics(r: SliceMetrics):
     for ax in axes.flat[len(pairs):]:
         ax.axis("off")
     what = "Error by slice" if r.primary == "mae" else "Metrics by slice"
-    style.suptitle(fig, f"{what}: {r.primary} per value, worst slice on top")
+    grouped = f"; intervals resample whole groups of {r.group_column}" if r.bootstrap_unit == "groups" else ""
+    style.suptitle(fig, f"{what}: {r.primary} per value, worst slice on top{grouped}")
     _note(fig, "; ".join(r.notes) if r.notes else None)
     return fig
 
@@ -627,7 +637,7 @@ def plot_regression_predicted_vs_true(r: RegressionFit):
     ax.text(0.02, 0.98, text, transform=ax.transAxes, va="top", fontsize=8,
             bbox={"boxstyle": "round", "fc": "white", "ec": "#cccccc"})
     ax.legend(loc="lower right")
-    ax.set_title(f"Predicted vs true ({r.n} samples; {r.level:.0%} bootstrap intervals)")
+    ax.set_title(f"Predicted vs true ({r.n} samples; {r.level:.0%} bootstrap intervals{_of_groups(r)})")
     return fig
 
 

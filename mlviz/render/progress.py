@@ -13,6 +13,7 @@ from mlviz.analysis.progress import (
     SampleTrajectories,
     ScoreEvolution,
 )
+from mlviz.analysis.stats import resamples_phrase
 from mlviz.render import style
 from mlviz.render.diagnostics import NEG, POS, _class_colours, _head_title, draw_table, draw_thumbnail_row
 from mlviz.render.style import plt
@@ -72,7 +73,7 @@ def plot_metrics_evolution(r: MetricsEvolution):
     for (ax, ax2), head in zip(axes, r.heads, strict=True):
         draw_metrics_evolution(ax, ax2, r, head)
     rule = f"threshold rule: {r.rule}" if r.task == "binary" else "predicted class: arg-max"
-    style.suptitle(fig, f"Metrics per epoch ({rule}; {r.n_boot} bootstrap resamples)")
+    style.suptitle(fig, f"Metrics per epoch ({rule}; {resamples_phrase(r)})")
     return fig
 
 

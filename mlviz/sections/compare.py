@@ -193,12 +193,14 @@ class CompareOutcome:
 
 
 def read_run_inputs(store, run_ids: Sequence[str], predictions: str | None = None,
-                    column_map=None) -> tuple[list, list[dict], dict[str, dict]]:
+                    column_map=None, group_column: str | None = None) -> tuple[list, list[dict], dict[str, dict]]:
     """(RunInput per run with readable predictions, skipped runs with reasons, run records; a record's
     "page" is its mlviz/index.html when it has one). Every run id is checked before anything is
-    downloaded: an unknown id is an error, not a skipped run."""
+    downloaded: an unknown id is an error, not a skipped run. `group_column` (`--group-id`): the column
+    whose groups the bootstrap resamples, "none" for rows, None to detect; a run whose predictions lack
+    the named column is an error, not a skipped run."""
     from mlviz.analysis.compare import RunInput
-    from mlviz.analysis.predictions import predictions_from_frame
+    from mlviz.analysis.predictions import NO_GROUPING, predictions_from_frame
     from mlviz.sections.model import find_predictions, read_table
 
     records = {rid: store.run(rid) for rid in dict.fromkeys(run_ids)}  # MlvizError for an unknown run
@@ -225,7 +227,15 @@ def read_run_inputs(store, run_ids: Sequence[str], predictions: str | None = Non
                     contract_path = src / Path(final).parent / "contract.json"
                     contract = json.loads(contract_path.read_text()) if contract_path.exists() and column_map is None \
                         else None
-                    preds = predictions_from_frame(read_table(src / final), column_map=column_map, contract=contract)
+                    frame = read_table(src / final)
+                    named = group_column is not None and group_column.strip().lower() not in NO_GROUPING
+                    if named and group_column not in frame.columns:
+                        raise _GroupColumnMissing(f"--group-id: run {name} ({rid}) has no column '{group_column}' "
+                                                  f"in {final} (columns: {', '.join(map(str, frame.columns[:15]))})")
+                    preds = predictions_from_frame(frame, column_map=column_map, contract=contract,
+                                                   group_column=group_column)
+                except _GroupColumnMissing:
+                    raise
                 except MlvizError as exc:
                     skipped.append({"run": name, "run_id": rid, "reason": str(exc)})
                     cache[rid] = None
@@ -236,6 +246,10 @@ def read_run_inputs(store, run_ids: Sequence[str], predictions: str | None = Non
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return inputs, skipped, records
+
+
+class _GroupColumnMissing(MlvizError):
+    """An explicit --group-id that a run's predictions lack: the user's error, not a run to skip."""
 
 
 def _history_keys(records: dict[str, dict]) -> list[str]:
@@ -272,13 +286,15 @@ def run_compare(tracking_uri: str | None = None, run_ids: Sequence[str] = (), sw
             ref = o["reference"]
             if ref not in ("best", "first") and ref not in run_ids:
                 raise MlvizError(f"--reference must be best, first or one of the compared run ids, not '{ref}'")
-            inputs, skipped_runs, records = read_run_inputs(store, list(run_ids), predictions)
+            inputs, skipped_runs, records = read_run_inputs(store, list(run_ids), predictions,
+                                                            group_column=o.get("group_id"))
             first = records[run_ids[0]]
             exp_id = store.experiment(experiment).experiment_id if experiment else first["experiment_id"]
             rids = list(records)
             hist = store.histories(rids, _history_keys(records),
                                    progress=lambda n: progress_bar(n, "reading histories", progress, unit="req"))
             key = _digest({"kind": "compare-runs", "runs": list(run_ids), "predictions": predictions})[:16]
+            # o (the fingerprint below) holds group_id when given: another grouping is another comparison
             fp = _digest([key, o, mlviz.__version__,
                           [(r["run_id"], r["end_time"], sorted(r["metrics"].items())) for r in records.values()]])[:24]
             pages = {rid: rec.get("page") for rid, rec in records.items()}

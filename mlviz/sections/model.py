@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mlviz.analysis.predictions import NO_GROUPING
 from mlviz.errors import MlvizError
 from mlviz.publish import IntoRun, ToFolder, publish
 from mlviz.report import Report
@@ -78,18 +79,37 @@ def analyse_run_predictions(folder: Path, final: str, per_epoch: str | None, col
     contract_path = (folder / final).parent / "contract.json"
     if contract_path.exists() and column_map is None:
         contract = json.loads(contract_path.read_text())
-    preds = predictions_from_frame(read_table(folder / final), column_map=column_map, contract=contract)
-    per = None
+    group_id = (options or {}).get("group_id") or None  # MLproject passes "" for "not given"
+    preds = predictions_from_frame(read_table(folder / final), column_map=column_map, contract=contract,
+                                   group_column=group_id)
+    per, per_note = None, None
     if per_epoch:
         per_frame = read_table(folder / per_epoch)
         if "epoch" in per_frame.columns:
-            per = predictions_from_frame(per_frame, column_map=column_map, contract=contract)
+            per_group = group_id
+            if group_id and group_id.strip().lower() not in NO_GROUPING and group_id not in per_frame.columns:
+                per_group = "none"
+                per_note = (f"the per-epoch predictions have no column '{group_id}': their intervals "
+                            "(training_progress/) resample rows")
+            per = predictions_from_frame(per_frame, column_map=column_map, contract=contract, group_column=per_group)
     results, captions, renderers, skipped, headline = analyse_predictions(preds, per_epoch=per, images=images,
                                                                           options=options)
     report = as_report("best_model", results, captions, renderers, skipped)
     report.metrics = headline
-    report.notes = [*report.notes, *getattr(preds, "notes", [])]
+    report.notes = [*report.notes, *getattr(preds, "notes", [])] + ([per_note] if per_note else [])
+    report.summary["bootstrap"] = bootstrap_summary(preds)
     return report, headline, preds
+
+
+def bootstrap_summary(preds) -> dict:
+    """What the intervals resampled, for summary.json: rows, or whole groups of a column (and how many)."""
+    from mlviz.analysis.diagnostics import bootstrap_unit
+
+    unit = bootstrap_unit(preds)
+    unit["n_rows"] = int(preds.n)
+    unit["note"] = next((n for n in getattr(preds, "notes", []) if n.startswith("bootstrap")
+                         or "--group-id" in n), None)
+    return unit
 
 
 def _heatmaps(store, run_id: str, paths: list[str], tmp: Path, options: dict, report: Report | None = None,
@@ -312,7 +332,8 @@ def best_model(run_id: str, tracking_uri: str | None = None, out: str | Path | N
         report.summary = {"run": {"run_id": run_id, "run_name": record["run_name"],
                                   "experiment_id": record["experiment_id"], "predictions": final,
                                   "per_epoch_predictions": per_epoch, "images": image_path},
-                          "headline_metrics": headline}
+                          "headline_metrics": headline, "bootstrap": report.summary.get("bootstrap"),
+                          "notes": list(report.notes)}
         report.tags = {"mlviz.diagnostics": "best_model"}
         report.related = list(related or [])
         if heatmaps is not None:
