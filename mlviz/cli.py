@@ -48,6 +48,11 @@ class _Group(click.Group):
                 _fail(str(exc))
             if name == "MlflowException" or name.endswith("MlflowException"):
                 _fail(str(getattr(exc, "message", exc)) or name)
+            from mlviz.errors import disk_error
+
+            full = disk_error(exc, "writing files")  # a full disk met outside the store layer is still one line
+            if full is not None:
+                _fail(str(full))
             click.echo(f"mlviz: internal error: {name}: {exc} (run with --debug for the traceback)", err=True)
             sys.exit(1)
 

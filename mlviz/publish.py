@@ -256,16 +256,33 @@ def publish(report: Report, dest, echo: Callable[[str], None] = print, progress:
     `headline`: the first closing line's start (default "<kind> of <what>"), followed by ': N figures
     written to <where> in S s'."""
     started = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(prefix="mlviz-publish-"))
+    if isinstance(dest, IntoRun):  # a run deleted meanwhile: say so before drawing anything
+        from mlviz.store.write import Writer
+
+        Writer(dest.store).refuse_deleted(dest.run_id)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix="mlviz-publish-"))
+    except OSError as exc:
+        raise _disk_fault(exc, "making a temporary folder", dest) from None
     try:
         bar = progress_bar(sum(f.draw is not None for f in report.figures), "drawing figures", progress)
-        made, skipped = render(report, tmp, on_step=lambda _: bar.update(1))
-        bar.close()
+        try:
+            made, skipped = render(report, tmp, on_step=lambda _: bar.update(1))
+        except OSError as exc:
+            raise _disk_fault(exc, f"drawing the figures in the temporary folder {tmp.parent}", dest) from None
+        finally:
+            bar.close()
         if isinstance(dest, ToFolder):
             folder = Path(dest.path) / "mlviz"
             summary_name, index_name = top_files(report.kind, _index_owner(folder / "index.html"))
             summary = write_top(report, tmp, made, skipped, summary_name, index_name)
-            _into_folder(tmp / "mlviz", folder, owned_sections(report), [summary_name, index_name])
+            try:
+                _into_folder(tmp / "mlviz", folder, owned_sections(report), [summary_name, index_name])
+            except OSError as exc:
+                from mlviz.errors import disk_error
+
+                raise (disk_error(exc, f"writing the figures to {folder}", "the folder holds part of them "
+                                  "(no summary.json) until the next run") or exc) from None
             run_id, where = None, str(folder)
         else:
             from mlviz.store.write import Writer
@@ -300,12 +317,23 @@ def publish(report: Report, dest, echo: Callable[[str], None] = print, progress:
     return PublishOutcome(run_id, folder, [m["file"] for m in made], skipped, summary)
 
 
+def _disk_fault(exc: OSError, doing: str, dest) -> Exception:
+    """A full disk / file-size limit / read-only folder while drawing: one line (nothing was logged yet);
+    any other OSError stays what it is."""
+    from mlviz.errors import disk_error
+
+    return disk_error(exc, doing, "nothing was logged" if not isinstance(dest, ToFolder) else
+                      f"{Path(dest.path) / 'mlviz'} was left as it was") or exc
+
+
 def _grid(made: list[dict], root: Path) -> list[tuple[str, Path]]:
     return [(m["grid_key"], root / m["file"]) for m in made if m.get("grid_key")]
 
 
 def _into_folder(src: Path, dest: Path, sections: list[str], top: list[str]) -> None:
     dest.mkdir(parents=True, exist_ok=True)
+    for name in top:  # the summary (its fingerprint) goes first and comes back last: a folder copied
+        (dest / name).unlink(missing_ok=True)  # only in part is never taken as up to date
     for section in sections:
         shutil.rmtree(dest / section, ignore_errors=True)
         if (src / section).is_dir():

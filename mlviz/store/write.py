@@ -9,10 +9,19 @@ Analysis runs: the run `mlflow run` started (MLFLOW_RUN_ID), or the run of the s
 key (so running again replaces rather than duplicates), or a new one. Its `mlviz.fingerprint` tag says
 "incomplete" from before the old figures are deleted until the new ones have landed, so an interrupted
 upload is redone next time rather than taken as up to date.
+
+Every MLflow call goes through `_Guarded`: MLflow's warnings become one line per problem
+(`mlviz.store.quiet`), and a failure outside mlviz — the tracking server lost or silent, a full disk, a
+run deleted meanwhile — one line (`mlviz.store.faults`) that says what state the store is left in.
+MLflow's client already retries every HTTP request, artifact uploads to a `--serve-artifacts` server
+included (MLFLOW_HTTP_REQUEST_MAX_RETRIES, default 7, with backoff), so no retry is added here; a local
+artifact folder that is full is not helped by retrying either.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import time
 from collections.abc import Iterable
@@ -20,11 +29,62 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from mlviz.errors import MlvizError
+from mlviz.errors import Fault, MlvizError
 from mlviz.text import first_line
 
 INCOMPLETE = "incomplete"
 IMAGE_KEY_PREFIX = "mlviz_"
+
+
+_DOING = {  # MlflowClient method -> what the user reads it was doing
+    "log_artifact": "uploading figures", "log_artifacts": "uploading figures", "log_image": "uploading figures",
+    "log_table": "uploading figures", "log_batch": "logging metrics and tags", "set_tag": "logging metrics and tags",
+    "set_terminated": "finishing the run", "create_run": "creating a run", "delete_run": "deleting a run",
+    "create_experiment": "creating the experiment", "set_experiment_tag": "tagging the experiment",
+}
+
+
+@contextlib.contextmanager
+def guarded(store, doing: str):
+    """MLflow calls inside: warnings as one line per problem, failures outside mlviz as a `Fault`."""
+    from mlviz.store.faults import fault
+    from mlviz.store.quiet import capture
+
+    try:
+        with capture(store):
+            yield
+    except MlvizError:
+        raise
+    except Exception as exc:
+        err = fault(exc, store.uri, doing)
+        if err is None:
+            raise
+        raise err from None
+
+
+class _Guarded:
+    """An MlflowClient whose every call is `guarded`."""
+
+    def __init__(self, client, store):
+        self._client, self._store = client, store
+
+    def __getattr__(self, name):
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+        doing = _DOING.get(name, "reading the store" if name.startswith(("get", "search", "list")) else
+                           "writing to the store")
+
+        @functools.wraps(attr)
+        def call(*args, **kwargs):
+            with guarded(self._store, doing):
+                return attr(*args, **kwargs)
+
+        return call
+
+
+def _repair_hint(kind: str) -> str:
+    return f"the next `mlviz {kind}`" if kind in ("visualize", "compare") else "the next run"
 
 
 @dataclass
@@ -42,7 +102,7 @@ class Writer:
         if not store.writable:
             raise MlvizError(f"will not log into {store.uri}: {store.read_only_reason}")
         self.store = store
-        self.client = store.client
+        self.client = _Guarded(store.client, store)
 
     # ------------------------------------------------------------------ experiments and runs
     def experiment(self, name: str, artifact_location: str | None = None) -> str:
@@ -120,13 +180,21 @@ class Writer:
         paths = list(paths)
         if not paths:
             return
+        from mlviz.store.faults import network_reason
+
         repo = self._repo(run_id)
         for p in paths:
             try:
-                repo.delete_artifacts(p)
+                with guarded(self.store, "deleting earlier figures"):
+                    repo.delete_artifacts(p)
+            except Fault as exc:
+                if exc.unreachable:
+                    raise
             except (NotImplementedError, OSError):
                 pass
             except Exception as exc:  # noqa: BLE001 - an artifact that is already gone
+                if network_reason(exc) is not None:
+                    raise
                 if "not found" not in str(exc).lower() and "no such" not in str(exc).lower():
                     raise
 
@@ -167,7 +235,7 @@ class Writer:
         previous = mlflow.get_tracking_uri()
         mlflow.set_tracking_uri(self.store.uri)
         try:
-            with mlflow.start_run(run_id=run_id):
+            with guarded(self.store, "logging the model"), mlflow.start_run(run_id=run_id):
                 mlflow.pytorch.log_model(model, name=name, pip_requirements=["torch"], input_example=input_example)
         finally:
             mlflow.set_tracking_uri(previous)
@@ -246,23 +314,35 @@ class Writer:
                 return run_id
         else:
             run_id = target.run_id
-        if not created:
-            self.set_tags(run_id, {"mlviz.fingerprint": INCOMPLETE})
-            top = self.store.artifact_paths(run_id, "mlviz")
-            images = [p for p in self.store.artifact_paths(run_id, "images")
-                      if Path(p).name.startswith(IMAGE_KEY_PREFIX)]
-            self.delete_artifacts(run_id, (["mlviz"] if top else []) + images)
-        self.mark_model_training(experiment_id)
+        marked = created  # a run mlviz created reads "incomplete" from the start
         try:
+            if not created:
+                self.set_tags(run_id, {"mlviz.fingerprint": INCOMPLETE})
+                marked = True
+                top = self.store.artifact_paths(run_id, "mlviz")
+                images = [p for p in self.store.artifact_paths(run_id, "images")
+                          if Path(p).name.startswith(IMAGE_KEY_PREFIX)]
+                self.delete_artifacts(run_id, (["mlviz"] if top else []) + images)
+            self.mark_model_training(experiment_id)
             self.log_artifacts(run_id, root)
             self.log_images(run_id, grid)
             self.log_tables(run_id, tables)
             self.log(run_id, metrics=metrics, tags=tags)
             self.set_tags(run_id, {"mlviz.fingerprint": fingerprint})
-        except BaseException:
-            if managed:
-                self.finish(run_id, "FAILED")
-            raise
+        except BaseException as exc:
+            fault = exc if isinstance(exc, Fault) else None
+            if managed and marked and not (fault and (fault.unreachable or fault.kind == "deleted")):
+                with contextlib.suppress(Exception):  # a server that is gone would only retry again
+                    self.finish(run_id, "FAILED")
+            if fault is None:
+                raise
+            if fault.kind == "deleted":
+                after = f"{_repair_hint(kind)} makes a new analysis run"
+            elif marked:
+                after = f"the analysis run {run_id} is marked incomplete and {_repair_hint(kind)} repairs it"
+            else:
+                after = f"the analysis run {run_id} was left as it was"
+            raise Fault(f"{fault}; {after}", fault.kind) from None
         if managed and created:
             winner = self._settle(experiment_id, kind, selection_key, run_id)
             if winner != run_id:  # an earlier run showed up late (a file store writes tags after the run)
@@ -279,19 +359,31 @@ class Writer:
         """Log root/mlviz/<section>/ for each section (replacing that section's earlier files) and the
         report's top-level files into an existing run."""
         self.refuse_moved(run_id)
-        self.mark_model_training(self.client.get_run(run_id).info.experiment_id)
+        self.mark_model_training(self.refuse_deleted(run_id).info.experiment_id)
         existing = set(self.store.artifact_paths(run_id, "mlviz"))
         stale = [f"mlviz/{s}" for s in sections if any(p.startswith(f"mlviz/{s}/") for p in existing)]
-        self.delete_artifacts(run_id, stale)
-        for section in sections:
-            if (root / "mlviz" / section).is_dir():
-                self.log_artifacts(run_id, root / "mlviz" / section, f"mlviz/{section}")
-        for name in top:
-            self.log_artifact(run_id, root / "mlviz" / name, "mlviz")
-        self.log_images(run_id, grid)
-        self.log_tables(run_id, tables)
-        if metrics or tags:
-            self.log(run_id, metrics=metrics, tags=tags)
+        try:
+            self.delete_artifacts(run_id, stale)
+            for section in sections:
+                if (root / "mlviz" / section).is_dir():
+                    self.log_artifacts(run_id, root / "mlviz" / section, f"mlviz/{section}")
+            for name in top:
+                self.log_artifact(run_id, root / "mlviz" / name, "mlviz")
+            self.log_images(run_id, grid)
+            self.log_tables(run_id, tables)
+            if metrics or tags:
+                self.log(run_id, metrics=metrics, tags=tags)
+        except Fault as exc:
+            raise Fault(f"{exc}; run {run_id} may hold part of these figures until the next run replaces them",
+                        exc.kind) from None
+
+    def refuse_deleted(self, run_id: str):
+        """The run, unless it was deleted (by someone else, while mlviz analysed it): then one line, and
+        nothing is logged into it. MLflow would take its files but refuse its metrics half-way."""
+        run = self.client.get_run(run_id)
+        if run.info.lifecycle_stage == "deleted":
+            raise Fault(f"run {run_id} was deleted while it was being analysed; nothing was logged into it", "deleted")
+        return run
 
     def refuse_moved(self, run_id: str) -> None:
         """A run whose recorded artifact location is gone (the store was moved) is read from the store's
