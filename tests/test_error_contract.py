@@ -223,6 +223,7 @@ CASES: list[Case] = [
     C("embed --method unknown", *EMB, "--method", "nosuchproj", frag="--method"),
     C("embed --n-neighbors 1", *EMB, "--n-neighbors", "1", frag="--n-neighbors"),
     C("embed --seed -1", *EMB, "--seed", "-1", frag="--seed"),
+    C("embed --n-epochs 0", *EMB, "--n-epochs", "0", frag="--n-epochs"),
     C("embed --features missing", "embed", "--features", "{missing}/f.npy", "--out", "{out}", frag="{missing}"),
     C("embed --features is not .npy", "embed", "--features", "{file}", "--out", "{out}", frag="notes.txt"),
     C("embed --features with --layer", "embed", "--features", "{file}", "--layer", "features.4", "--out", "{out}",

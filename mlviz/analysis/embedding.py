@@ -20,10 +20,15 @@ from mlviz.errors import MlvizError
 METHODS = ("umap", "pca", "tsne")
 STANDARD_COLUMNS = ("index", "sample_id", "label", "prediction", "correct", "confidence", "image_index")
 TRUST_MAX_POINTS = 2000  # trustworthiness is O(n²) in memory and time: measured on a seeded subsample
-KNN_MAX_POINTS = 20000
+KNN_MAX_POINTS = 5000  # k-NN accuracy (5-fold, in 2-D and in the original space) on a seeded subsample beyond this
 KNN_K = 5
 KNN_FOLDS = 5
 PCA_BEFORE_UMAP = 50  # features wider than this are reduced with PCA first (see bench/RESULTS.md)
+UMAP_EPOCHS = 200  # UMAP's own choice above 10,000 points; its 500 below costs 2.5x for ~0.001 trustworthiness
+UMAP_EPOCHS_SMALL = 500  # maps of at most UMAP_SMALL points keep UMAP's 500 epochs (they take a second or two)
+UMAP_SMALL = 5000
+PCA_ONE_THREAD = 1e10  # PCA with n·d² up to this runs BLAS on one thread (see _pca)
+EXACT_KNN_MAX_POINTS = 50000  # up to this many points UMAP gets an exact k-NN graph (BLAS, no numba compiling)
 MAX_CATEGORIES = 30  # a column with more distinct values is coloured as a number (or not at all)
 
 _LABEL_NAMES = ("label", "labels", "y", "y_true", "target", "true", "true_label", "class", "gt")
@@ -220,25 +225,23 @@ def is_categorical(values: pd.Series) -> bool:
 
 # --------------------------------------------------------------------------- projection
 def project(features: np.ndarray, method: str = "umap", *, n_neighbors: int = 15, min_dist: float = 0.1,
-            perplexity: float = 30.0, seed: int = 0, pca_dims: int | None = PCA_BEFORE_UMAP) -> tuple[np.ndarray, dict]:
-    """2-D coordinates (float32) and the parameters really used (clamped to what n allows)."""
+            perplexity: float = 30.0, seed: int = 0, pca_dims: int | None = PCA_BEFORE_UMAP,
+            n_epochs: int | None = None) -> tuple[np.ndarray, dict]:
+    """2-D coordinates (float32) and the parameters really used (clamped to what n allows).
+
+    UMAP: `n_epochs` None is UMAP_EPOCHS (UMAP_EPOCHS_SMALL for at most UMAP_SMALL points); the k-NN
+    graph is exact up to EXACT_KNN_MAX_POINTS points; seeded, so single-threaded and repeatable."""
     if method not in METHODS:
         raise MlvizError(f"unknown projection method '{method}'; choose one of {', '.join(METHODS)}")
     n, d = features.shape
     params: dict = {"seed": seed}
     if method == "pca":
-        from sklearn.decomposition import PCA
-
-        pca = PCA(n_components=2, random_state=seed)
-        coords = pca.fit_transform(features)
+        pca, coords = _pca(features, 2, seed)
         params["explained_variance_ratio"] = [float(v) for v in pca.explained_variance_ratio_]
         return coords.astype(np.float32), params
     x = features
     if pca_dims and d > pca_dims and n > pca_dims:
-        from sklearn.decomposition import PCA
-
-        pca = PCA(n_components=pca_dims, random_state=seed)
-        x = pca.fit_transform(features)
+        pca, x = _pca(features, pca_dims, seed)
         params["pca_before"] = {"dims": pca_dims, "variance_kept": float(pca.explained_variance_ratio_.sum())}
     if method == "tsne":
         perplexity = float(min(perplexity, max(1.0, (n - 1) / 3)))
@@ -263,20 +266,71 @@ def project(features: np.ndarray, method: str = "umap", *, n_neighbors: int = 15
         import umap
     except ImportError:
         raise MlvizError("UMAP needs umap-learn (pip install 'mlviz[embedding]'); or use --method pca") from None
+    _cache_umap_numba()
 
     k = int(max(2, min(n_neighbors, n - 1)))
-    params.update(n_neighbors=k, min_dist=float(min_dist), metric="euclidean")
+    epochs = umap_epochs(n, n_epochs)
+    params.update(n_neighbors=k, min_dist=float(min_dist), metric="euclidean", n_epochs=epochs)
     # spectral initialisation needs a connected graph of a few points; tiny inputs start at random
     init = "spectral" if n > 20 else "random"
     params["init"] = init
+    extra: dict = {}
+    if n <= EXACT_KNN_MAX_POINTS:
+        extra["precomputed_knn"] = exact_knn(x, k)
+        params["knn_graph"] = "exact"
+    else:
+        params["knn_graph"] = "approximate (pynndescent)"
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*n_jobs value.*")  # seeded UMAP runs on one thread
         warnings.filterwarnings("ignore", category=UserWarning, module="umap")
+        warnings.filterwarnings("ignore", message=".*knn_search_index.*")  # no transform() of new data: not used
         warnings.filterwarnings("ignore", message="Graph is not fully connected")  # separate clusters: expected
-        reducer = umap.UMAP(n_components=2, n_neighbors=k, min_dist=min_dist, random_state=seed, init=init)
+        # random_state makes UMAP run its epochs on one thread, so the same seed gives the same map; unseeded
+        # (parallel) it was no cheaper on the 2 shared cores measured for issue 11: 200 epochs on 10,000
+        # points took 4.8 s of CPU either way (13.0 s vs 14.9 s wall on a busy machine)
+        reducer = umap.UMAP(n_components=2, n_neighbors=k, min_dist=min_dist, random_state=seed, init=init,
+                            n_epochs=epochs, **extra)
         coords = reducer.fit_transform(x)
-    params["n_epochs"] = int(reducer.n_epochs if reducer.n_epochs is not None else (500 if n <= 10000 else 200))
     return np.asarray(coords, dtype=np.float32), params
+
+
+def _pca(x: np.ndarray, dims: int, seed: int):
+    """(fitted PCA, x projected on its first `dims` axes). Small problems (n·d² ≤ PCA_ONE_THREAD, e.g.
+    10,000 × 512) run BLAS on one thread: the d × d eigendecomposition is tiny, and on a busy 2-core
+    machine OpenBLAS's threads made it 5-10× slower (0.1 s of CPU on one thread, 0.8-1.4 s on two)."""
+    from contextlib import nullcontext
+
+    from sklearn.decomposition import PCA
+
+    n, d = x.shape
+    limit = nullcontext()
+    if n * d * d <= PCA_ONE_THREAD:
+        try:
+            from threadpoolctl import threadpool_limits
+
+            limit = threadpool_limits(limits=1, user_api="blas")
+        except ImportError:  # scikit-learn brings it; without it PCA just runs as BLAS likes
+            pass
+    with limit:
+        pca = PCA(n_components=dims, random_state=seed)
+        return pca, pca.fit_transform(x)
+
+
+def umap_epochs(n: int, n_epochs: int | None = None) -> int:
+    """The epochs a UMAP fit of n points runs: the number asked for, else UMAP_EPOCHS (UMAP_EPOCHS_SMALL
+    for at most UMAP_SMALL points)."""
+    if n_epochs:
+        return int(n_epochs)
+    return UMAP_EPOCHS_SMALL if n <= UMAP_SMALL else UMAP_EPOCHS
+
+
+def exact_knn(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indices int32, distances float32) of each row's k nearest rows, itself included, as UMAP's
+    nearest-neighbour search returns them; brute force with BLAS (a second on 10,000 × 50)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    dist, idx = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(x).kneighbors(x)
+    return idx.astype(np.int32), dist.astype(np.float32)
 
 
 def _numba_cache() -> None:
@@ -289,6 +343,33 @@ def _numba_cache() -> None:
     if "numba" not in sys.modules and not os.environ.get("NUMBA_CACHE_DIR"):
         base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
         os.environ["NUMBA_CACHE_DIR"] = os.path.join(base, "mlviz", "numba")
+
+
+# UMAP's own numba functions that a fit with a precomputed k-NN graph compiles, without cache=True upstream:
+# compiled once and kept in the numba cache folder, they load in a fraction of a second in the next process
+# instead of compiling for ~10 s (the parallel epoch function shares its source with the serial one, so only the
+# serial one, which a seeded fit uses, is cached: numba's cache key would not tell them apart)
+_UMAP_UNCACHED = (("umap.umap_", "smooth_knn_dist"), ("umap.umap_", "compute_membership_strengths"),
+                  ("umap.layouts", "_nb_optimize_layout_euclidean_single_epoch"),
+                  ("umap.distances", "euclidean"))  # the spectral layout of a graph in several pieces
+_umap_cached = False
+
+
+def _cache_umap_numba() -> None:
+    """Turn on numba's on-disk cache for `_UMAP_UNCACHED` (before their first compile in this process);
+    a umap-learn without them, or a cache folder that cannot be written, just compiles as before."""
+    global _umap_cached
+    if _umap_cached:
+        return
+    _umap_cached = True
+    import importlib
+
+    for module, name in _UMAP_UNCACHED:
+        try:
+            function = getattr(importlib.import_module(module), name)
+            function.enable_caching()
+        except Exception:  # noqa: BLE001 - a speed-up only: without it UMAP compiles as it always did
+            continue
 
 
 # --------------------------------------------------------------------------- quality
@@ -345,10 +426,17 @@ def neighbourhood_quality(features: np.ndarray, coords: np.ndarray, labels=None,
 
 
 # --------------------------------------------------------------------------- all together
+def umap_note(params: dict) -> str:
+    """How the UMAP map was made, in words: graph, epochs, seed."""
+    graph = "exact" if params.get("knn_graph") == "exact" else "approximate"
+    return (f"UMAP: {graph} {params['n_neighbors']}-NN graph, {params['n_epochs']} epochs, seed {params['seed']} "
+            "(one thread: the same seed gives the same map)")
+
+
 def embed(features, metadata: pd.DataFrame | None = None, *, method: str = "umap", color_by: str | None = None,
           n_neighbors: int = 15, min_dist: float = 0.1, perplexity: float = 30.0, seed: int = 0,
           pca_dims: int | None = PCA_BEFORE_UMAP, class_names: list[str] | None = None,
-          quality_label: str | None = None) -> EmbeddingResult:
+          quality_label: str | None = None, n_epochs: int | None = None) -> EmbeddingResult:
     """Check, project and measure: the whole embedding analysis. Bad input raises MlvizError before any
     work. `quality_label`: the column whose k-NN accuracy is measured (default: the label)."""
     if method not in METHODS:
@@ -358,6 +446,8 @@ def embed(features, metadata: pd.DataFrame | None = None, *, method: str = "umap
     x = validate_features(features, None if metadata is None else len(metadata))
     if n_neighbors < 2:
         raise MlvizError(f"n_neighbors must be at least 2, got {n_neighbors}")
+    if n_epochs is not None and int(n_epochs) < 1:
+        raise MlvizError(f"n_epochs must be at least 1, got {n_epochs}")
     meta = standard_metadata(metadata, len(x), class_names)
     colour = check_color_by(meta, color_by)
     label_col = quality_label or ("label" if "label" in meta else None)
@@ -365,13 +455,15 @@ def embed(features, metadata: pd.DataFrame | None = None, *, method: str = "umap
         raise MlvizError(f"no column '{label_col}' in the metadata to measure k-NN accuracy with")
     started = time.perf_counter()
     coords, params = project(x, method, n_neighbors=n_neighbors, min_dist=min_dist, perplexity=perplexity,
-                             seed=seed, pca_dims=pca_dims)
+                             seed=seed, pca_dims=pca_dims, n_epochs=n_epochs)
     quality = neighbourhood_quality(x, coords, None if label_col is None else meta[label_col].to_numpy(),
                                     seed=seed, label_column=label_col)
     notes = list(quality.notes)
     if "pca_before" in params:
         pb = params["pca_before"]
         notes.append(f"reduced to {pb['dims']} dimensions with PCA first ({pb['variance_kept']:.1%} of the variance)")
+    if method == "umap":
+        notes.append(umap_note(params))
     return EmbeddingResult(method=method, params=params, n_samples=len(x), n_features=x.shape[1], coords=coords,
                            quality=quality, metadata=meta, color_by=colour, color_columns=color_columns(meta),
                            explained_variance=params.get("explained_variance_ratio"),

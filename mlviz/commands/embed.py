@@ -20,9 +20,12 @@ import click
 @click.option("--metadata", "metadata_path", default=None,
               help="A CSV whose rows pair with the features (label, pred, prob_<class>, sample_id, ...).")
 @click.option("--n-neighbors", default=15, show_default=True, help="UMAP's neighbourhood size.")
+@click.option("--n-epochs", default=None, type=click.IntRange(min=1),
+              help="UMAP's optimisation epochs (default 200; 500 for at most 5,000 points).")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Seed of the projection and of the quality subsamples.")
 @click.option("--out", default=None, help="Write the files to this folder instead of logging them.")
-def embed(run_id, tracking_uri, method, color_by, layer, features_path, metadata_path, n_neighbors, seed, out):
+def embed(run_id, tracking_uri, method, color_by, layer, features_path, metadata_path, n_neighbors, n_epochs, seed,
+          out):
     """Map a run's features to 2-D (UMAP, PCA or t-SNE) with neighbourhood quality; log embedding/ into the run.
 
     \b
@@ -52,5 +55,5 @@ def embed(run_id, tracking_uri, method, color_by, layer, features_path, metadata
     if features_path is not None and layer is not None:
         raise MlvizError("--features and --layer both say where the features come from: pass one")
     options = {"method": method, "color_by": color_by, "layer": layer, "features": features_path,
-               "metadata": metadata_path, "n_neighbors": n_neighbors, "seed": seed}
+               "metadata": metadata_path, "n_neighbors": n_neighbors, "n_epochs": n_epochs, "seed": seed}
     run_embedding(run_id, tracking_uri=tracking_uri, out=out, options=options, echo=click.echo)

@@ -30,7 +30,8 @@ GRID_KEY = "mlviz_embedding"
 IMAGES = "data/val_images.npz"
 PREDICTIONS = "predictions/val_predictions.csv"
 DEFAULTS = {"method": "umap", "color_by": None, "n_neighbors": 15, "min_dist": 0.1, "perplexity": 30.0, "seed": 0,
-            "layer": None, "features": None, "metadata": None, "batch_size": 256, "pca_dims": 50}
+            "layer": None, "features": None, "metadata": None, "batch_size": 256, "pca_dims": 50,
+            "n_epochs": None}
 
 
 @dataclass
@@ -54,7 +55,8 @@ def embedding_report(features, metadata: pd.DataFrame | None = None, options: di
     """The embedding/ section as a Report: `embedding.png` (also grid key `mlviz_embedding`) with
     `embedding_coords.npy`, `embedding_metadata.csv` and `embedding.html` beside it.
 
-    options: method, color_by, n_neighbors, min_dist, perplexity, seed, pca_dims, thumbnails (images or
+    options: method, color_by, n_neighbors, min_dist, perplexity, seed, pca_dims, n_epochs (UMAP; None:
+    200, or 500 for at most 5,000 points), thumbnails (images or
     data URIs, one per row), class_names, source (words for the summary), notes."""
     from mlviz.analysis.embedding import embed
     from mlviz.render.embedding import embedding_html, plot_embedding, quality_text, title_text
@@ -62,7 +64,8 @@ def embedding_report(features, metadata: pd.DataFrame | None = None, options: di
     o = _options(options)
     result = embed(features, metadata, method=o["method"], color_by=o["color_by"], n_neighbors=int(o["n_neighbors"]),
                    min_dist=float(o["min_dist"]), perplexity=float(o["perplexity"]), seed=int(o["seed"]),
-                   pca_dims=o["pca_dims"] or None, class_names=o.get("class_names"))
+                   pca_dims=o["pca_dims"] or None, class_names=o.get("class_names"),
+                   n_epochs=int(o["n_epochs"]) if o["n_epochs"] else None)
     buf = io.BytesIO()
     np.save(buf, result.coords.astype(np.float32))
     page = embedding_html(result, o.get("thumbnails"))
