@@ -233,12 +233,22 @@ class Store:
 
     # ------------------------------------------------------------------ experiments
     def _call(self, fn, *args, **kwargs):
+        """An MLflow call: its warnings said in one line each (mlviz.store.quiet), its errors one line."""
         from mlflow.exceptions import MlflowException
 
+        from mlviz.store.faults import fault
+        from mlviz.store.quiet import capture
+
         try:
-            return fn(*args, **kwargs)
+            with capture(self):
+                return fn(*args, **kwargs)
         except MlflowException as exc:
-            raise MlvizError(first_line(exc)) from None
+            raise (fault(exc, self.uri, "reading the store") or MlvizError(first_line(exc))) from None
+        except OSError as exc:  # requests' errors are OSErrors too
+            err = fault(exc, self.uri, "reading the store")
+            if err is None:
+                raise
+            raise err from None
 
     def experiments(self) -> list[ExperimentInfo]:
         exps = self._call(self.read_client.search_experiments)
@@ -248,15 +258,20 @@ class Store:
         """Resolve an experiment by name, then by id; guess it when the store leaves no doubt."""
         from mlflow.exceptions import MlflowException
 
+        from mlviz.store.faults import fault
+        from mlviz.store.quiet import capture
+
         client = self.read_client
         if name_or_id is None:
             if parent_run is not None and _RUN_DIR_RE.match(parent_run):
                 try:
-                    run = client.get_run(parent_run)
-                    e = client.get_experiment(run.info.experiment_id)
+                    with capture(self):
+                        run = client.get_run(parent_run)
+                        e = client.get_experiment(run.info.experiment_id)
                     return ExperimentInfo(e.experiment_id, e.name, e.artifact_location)
-                except MlflowException:
-                    raise MlvizError(f"parent run '{parent_run}' is not in this store") from None
+                except MlflowException as exc:
+                    raise (fault(exc, self.uri, "reading the store")
+                           or MlvizError(f"parent run '{parent_run}' is not in this store")) from None
             exps = self.experiments()
             with_runs = [
                 e for e in exps if self._call(client.search_runs, [e.experiment_id], max_results=1)
@@ -267,10 +282,14 @@ class Store:
             raise MlvizError(f"pass --experiment: this store has several experiments with runs ({names})")
         exp = None
         try:
-            exp = client.get_experiment_by_name(name_or_id)
-            if exp is None and str(name_or_id).isdigit():
-                exp = client.get_experiment(str(name_or_id))
-        except MlflowException:
+            with capture(self):
+                exp = client.get_experiment_by_name(name_or_id)
+                if exp is None and str(name_or_id).isdigit():
+                    exp = client.get_experiment(str(name_or_id))
+        except MlflowException as exc:
+            err = fault(exc, self.uri, "reading the store")
+            if err is not None:
+                raise err from None
             exp = None
         if exp is None:
             names = ", ".join(f"'{e.name}'" for e in self.experiments()[:15])
@@ -283,7 +302,17 @@ class Store:
     def run_records(
         self, experiment_ids: Sequence[str], filter_string: str = ""
     ) -> tuple[list[dict], list[tuple[str, str]]]:
-        """All runs of the experiments (deleted ones too, so they can be counted) as plain records."""
+        """All runs of the experiments (deleted ones too, so they can be counted) as plain records; on an SQL
+        store without a filter by plain SQL (`_run_records_sql`: the same records, 100,000 runs in seconds)."""
+
+        if not filter_string:
+            fast = self._run_records_sql(experiment_ids)
+            if fast is not None:
+                return fast, []
+        return self._run_records_search(experiment_ids, filter_string)
+
+    def _run_records_search(self, experiment_ids: Sequence[str], filter_string: str = "") -> tuple[list[dict], list]:
+        """`run_records` through MLflow's search_runs (any store, any filter)."""
         from mlflow.entities import ViewType
 
         records: list[dict] = []
@@ -338,10 +367,14 @@ class Store:
         """One run as a plain record (as in `run_records`)."""
         from mlflow.exceptions import MlflowException
 
+        from mlviz.store.faults import fault
+        from mlviz.store.quiet import capture
+
         try:
-            run = self.read_client.get_run(run_id)
-        except MlflowException:
-            raise MlvizError(f"no run '{run_id}' in {self.uri}") from None
+            with capture(self):
+                run = self.read_client.get_run(run_id)
+        except MlflowException as exc:
+            raise (fault(exc, self.uri, "reading the store") or MlvizError(f"no run '{run_id}' in {self.uri}")) from None
         info, data = run.info, run.data
         return {"run_id": info.run_id, "run_name": info.run_name, "experiment_id": info.experiment_id,
                 "status": info.status, "lifecycle_stage": info.lifecycle_stage, "start_time": info.start_time,
@@ -353,26 +386,38 @@ class Store:
         moved = self.relocated(run_id)
         if moved is not None:
             return self._local_paths(moved, folder)
+        from mlviz.store.faults import fault, is_unreachable
+        from mlviz.store.quiet import capture
+
         out, stack = [], [folder or None]
         try:
-            while stack:
-                for f in self.read_client.list_artifacts(run_id, stack.pop()):
-                    (stack.append(f.path) if f.is_dir else out.append(f.path))
-        except Exception:  # noqa: BLE001 - an artifact store we cannot list has nothing for us
+            with capture(self):
+                while stack:
+                    for f in self.read_client.list_artifacts(run_id, stack.pop()):
+                        (stack.append(f.path) if f.is_dir else out.append(f.path))
+        except Exception as exc:  # noqa: BLE001 - an artifact store we cannot list has nothing for us
+            err = fault(exc, self.uri, "listing artifacts")
+            if err is not None and is_unreachable(err):  # but a lost server is not an empty run
+                raise err from None
             return []
         return sorted(out)
 
     def download(self, run_id: str, path: str, dst: str | Path) -> Path:
         """Download one artifact (file or folder) of a run into `dst`."""
+        from mlviz.store.faults import fault
+        from mlviz.store.quiet import capture
+
         moved = self.relocated(run_id)
         try:
             if moved is not None:
                 return self._copy_local(moved, path, Path(dst))
-            return Path(self.read_client.download_artifacts(run_id, path, str(dst)))
+            with capture(self):
+                return Path(self.read_client.download_artifacts(run_id, path, str(dst)))
         except MlvizError:
             raise
         except Exception as exc:  # noqa: BLE001
-            raise MlvizError(f"cannot download '{path}' of run {run_id}: {first_line(exc)}") from None
+            raise (fault(exc, self.uri, f"downloading '{path}' of run {run_id}")
+                   or MlvizError(f"cannot download '{path}' of run {run_id}: {first_line(exc)}")) from None
 
     # ------------------------------------------------------------------ stores that moved
     def _store_folder(self) -> Path | None:
@@ -465,7 +510,9 @@ class Store:
                 self._bar = progress(len(keys) * -(-len(run_ids) // chunk))
             try:
                 if self.kind == "http":
-                    rows = self._histories_http(run_ids, keys, workers)
+                    return self._histories_http(run_ids, keys, workers)
+                elif bulk and hasattr(store, "engine"):
+                    return self._histories_sql_columns(store, run_ids, keys)
                 elif bulk:
                     rows = self._histories_sql(store, run_ids, keys)
                 else:
@@ -474,8 +521,119 @@ class Store:
                 if self._bar is not None:
                     self._bar.close()
                 self._bar = None
+        return self._histories_frame(rows)
+
+    @staticmethod
+    def _histories_frame(rows: list[tuple]) -> pd.DataFrame:
         frame = pd.DataFrame(rows, columns=["run_id", "key", "step", "value", "timestamp"])
         return frame.sort_values(["run_id", "key", "step", "timestamp"], kind="mergesort").reset_index(drop=True)
+
+    def _run_records_sql(self, experiment_ids: Sequence[str]) -> list[dict] | None:
+        """`run_records`' records (all runs, deleted ones too, no filter) by plain SQL on MLflow's runs,
+        params, tags and latest_metrics tables: the same records as `search_runs` gives, in its order
+        (newest first), without building an ORM object per row, through the driver's own cursor (100,000
+        runs: seconds, not minutes). None when the store is not an SQL store MLflow reads through SQLAlchemy."""
+        store = getattr(getattr(self.read_client, "_tracking_client", None), "store", None)
+        if self.kind not in ("sqlite", "sql") or not hasattr(store, "engine"):
+            return None
+        exps = ", ".join(str(int(e)) for e in experiment_ids) or "NULL"  # integers: safe to write inline
+        # a join (scan the table, look each row's run up) rather than `run_uuid IN (SELECT ...)` (an index
+        # lookup per run, in random order): ~3x faster on SQLite when the experiment holds most runs
+        join = f"t JOIN runs r ON r.run_uuid = t.run_uuid WHERE r.experiment_id IN ({exps})"
+        records: dict[str, dict] = {}
+        with store.engine.connect() as con:
+            cursor = con.connection.dbapi_connection.cursor()
+
+            def q(sql):
+                def run():
+                    cursor.execute(sql)
+                    return cursor.fetchall()
+
+                return self._call(run)
+
+            for (rid, name, exp, status, stage, start, end) in q(
+                    "SELECT run_uuid, name, experiment_id, status, lifecycle_stage, start_time, end_time FROM runs "
+                    f"WHERE experiment_id IN ({exps}) ORDER BY start_time DESC, run_uuid"):
+                records[rid] = {"run_id": rid, "run_name": name, "experiment_id": str(exp), "status": status,
+                                "lifecycle_stage": stage, "start_time": start, "end_time": end, "params": {},
+                                "metrics": {}, "tags": {}}
+            for key, value, rid in q(f"SELECT t.key, t.value, t.run_uuid FROM params {join}"):
+                records[rid]["params"][key] = value
+            for key, value, rid in q(f"SELECT t.key, t.value, t.run_uuid FROM tags {join}"):
+                records[rid]["tags"][key] = value
+            for key, value, is_nan, rid in q(f"SELECT t.key, t.value, t.is_nan, t.run_uuid FROM latest_metrics {join}"):
+                records[rid]["metrics"][key] = float("nan") if is_nan else value
+            cursor.close()
+        for r in records.values():
+            r["run_name"] = r["run_name"] or r["tags"].get("mlflow.runName")
+        return list(records.values())
+
+    def _history_extremes_sql(self, run_ids, keys) -> dict[tuple[str, str], tuple[float, float]] | None:
+        """{(run_id, key): (min, max)} of each history, NaN points ignored (NaN when all are), computed by the
+        database (MIN/MAX ... GROUP BY): what `--final best` needs, without moving every point into Python
+        (30 M points at 100,000 runs). None when the store is not an SQL store read through SQLAlchemy."""
+        from sqlalchemy import bindparam, text
+
+        store = getattr(getattr(self.read_client, "_tracking_client", None), "store", None)
+        if self.kind not in ("sqlite", "sql") or not hasattr(store, "engine"):
+            return None
+        ids, names = list(dict.fromkeys(run_ids)), list(dict.fromkeys(keys))
+        query = text("SELECT run_uuid, key, MIN(CASE WHEN is_nan THEN NULL ELSE value END), "
+                     "MAX(CASE WHEN is_nan THEN NULL ELSE value END) FROM metrics WHERE run_uuid IN :ids "
+                     "AND key || '' IN :keys GROUP BY run_uuid, key").bindparams(
+            bindparam("ids", expanding=True), bindparam("keys", expanding=True))
+        nan = float("nan")
+        out: dict[tuple[str, str], tuple[float, float]] = {}
+        with store.engine.connect() as con:
+            for c in range(0, len(ids), 500):
+                chunk = ids[c : c + 500]
+                for rid, key, lo, hi in self._call(lambda ch=chunk: con.execute(query, {"ids": ch, "keys": names}).all()):
+                    out[(rid, key)] = (nan if lo is None else float(lo), nan if hi is None else float(hi))
+        return out
+
+    def _histories_sql_columns(self, store, run_ids, keys) -> pd.DataFrame:
+        """`histories` on an SQL store by plain SQL on MLflow's metrics table, straight into columns: no
+        MLflow entity or tuple per point is kept (30 M points take ~1 GB, not tens). One query per 500 runs
+        for all keys, through the run_uuid index (`key || ''` keeps the database off the primary key, which
+        starts with the key and would scan every run's points of that key); each chunk is ordered here, so
+        the frame comes out in `histories`' order (run_id, key, step, timestamp) without a global sort, and
+        a run id or key is one shared string."""
+        import numpy as np
+        from sqlalchemy import bindparam, text
+
+        ids, names = sorted(run_ids), sorted(keys)
+        query = text("SELECT run_uuid, key, step, value, timestamp, is_nan FROM metrics WHERE run_uuid IN :ids "
+                     "AND key || '' IN :keys").bindparams(bindparam("ids", expanding=True),
+                                                         bindparam("keys", expanding=True))
+        parts: list[tuple[np.ndarray, ...]] = []
+        with store.engine.connect() as con:
+            for c in range(0, len(ids), 500):
+                chunk = ids[c : c + 500]
+                rows = self._call(lambda q=query, ch=chunk: con.execute(q, {"ids": ch, "keys": names}).all())
+                for _ in names:
+                    self._tick()
+                if not rows:
+                    continue
+                cols = pd.DataFrame.from_records(rows, columns=["run", "key", "step", "value", "ts", "nan"])
+                run = pd.Categorical(cols["run"], categories=chunk).codes.astype(np.int64) + c
+                key = pd.Categorical(cols["key"], categories=names).codes.astype(np.int64)
+                step, ts = cols["step"].to_numpy(np.int64), cols["ts"].to_numpy(np.int64)
+                value = cols["value"].to_numpy(dtype=float, copy=True)
+                value[cols["nan"].to_numpy(dtype=bool)] = np.nan
+                order = np.lexsort((value, ts, step, key, run))
+                parts.append((run[order], key[order], step[order], value[order], ts[order]))
+        columns = ["run_id", "key", "step", "value", "timestamp"]
+        if not parts:
+            return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+        run = np.concatenate([p[0] for p in parts])
+        key = np.concatenate([p[1] for p in parts])
+        return pd.DataFrame({
+            "run_id": np.asarray(ids, dtype=object)[run],
+            "key": np.asarray(sorted(keys), dtype=object)[key],
+            "step": np.concatenate([p[2] for p in parts]),
+            "value": np.concatenate([p[3] for p in parts]),
+            "timestamp": np.concatenate([p[4] for p in parts]),
+        })
 
     def _histories_sql(self, store, run_ids, keys) -> list[tuple]:
         rows = []
@@ -502,7 +660,10 @@ class Store:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             return [row for part in pool.map(one, jobs) for row in part]
 
-    def _histories_http(self, run_ids, keys, workers) -> list[tuple]:
+    def _histories_http(self, run_ids, keys, workers) -> pd.DataFrame:
+        """The bulk endpoint's answers, each turned into columns as it arrives (run and key as indices into
+        the sorted names): memory ~30 bytes a point instead of a tuple of Python objects (~150)."""
+        import numpy as np
         from mlflow.exceptions import MlflowException
         from mlflow.utils.credentials import get_default_host_creds
         from mlflow.utils.rest_utils import http_request
@@ -530,14 +691,29 @@ class Store:
                 for m in metrics
             ]
 
-        def fetch_job(chunk: list[str], key: str) -> list[tuple]:
+        ids, names = sorted(run_ids), sorted(keys)
+        run_pos, key_pos = {r: i for i, r in enumerate(ids)}, {k: i for i, k in enumerate(names)}
+
+        def fetch_job(chunk: list[str], key: str) -> tuple[np.ndarray, ...]:
             out = fetch(chunk, key)
             self._tick()
-            return out
+            return (np.fromiter((run_pos[r[0]] for r in out), np.int64, len(out)),
+                    np.fromiter((key_pos[r[1]] for r in out), np.int64, len(out)),
+                    np.fromiter((r[2] for r in out), np.int64, len(out)),
+                    np.fromiter((r[3] for r in out), float, len(out)),
+                    np.fromiter((r[4] for r in out), np.int64, len(out)))
 
         jobs = [(run_ids[i : i + _BULK_RUNS], k) for k in keys for i in range(0, len(run_ids), _BULK_RUNS)]
         try:
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                return [row for part in pool.map(lambda j: fetch_job(*j), jobs) for row in part]
+                parts = list(pool.map(lambda j: fetch_job(*j), jobs))
         except (LookupError, MlflowException):
-            return self._histories_per_run(run_ids, keys, workers)
+            return self._histories_frame(self._histories_per_run(run_ids, keys, workers))
+        run, key, step, value, ts = (np.concatenate([p[i] for p in parts]) if parts else np.zeros(0, np.int64)
+                                     for i in range(5))
+        order = np.lexsort((ts, step, key, run))  # stable, as the sort of `_histories_frame`
+        if not len(order):
+            return self._histories_frame([])
+        return pd.DataFrame({"run_id": np.asarray(ids, dtype=object)[run[order]],
+                             "key": np.asarray(names, dtype=object)[key[order]], "step": step[order],
+                             "value": value[order].astype(float), "timestamp": ts[order]})
