@@ -90,6 +90,31 @@ def plot_heatmaps(result: Heatmaps):
 MAX_AXES = 12  # above this many parameters, the figures show the most important ones and name the rest
 
 
+DENSITY_ABOVE = 5000  # runs: above this, parallel coordinates draw all runs as a density, lines for the best
+LINES_AT_SCALE = 1000  # the best runs drawn as lines over that density
+_COLS_PER_GAP, _DENSITY_ROWS = 48, 240
+_Y_RANGE = (-0.1, 1.05)
+
+
+def line_density(data: np.ndarray, cols_per_gap: int = _COLS_PER_GAP, rows: int = _DENSITY_ROWS) -> np.ndarray:
+    """How many polylines (rows of `data`, one y per axis at x = 0, 1, …, d-1) cross each pixel of a
+    rows × (d-1)·cols_per_gap grid over y in _Y_RANGE: the parallel-coordinates picture of any number of
+    runs in O(runs × pixels across), without drawing a line per run."""
+    n, d = data.shape
+    width = max(d - 1, 1) * cols_per_gap
+    counts = np.zeros(rows * width, dtype=np.int64)
+    lo, hi = _Y_RANGE
+    t = (np.arange(cols_per_gap) + 0.5) / cols_per_gap
+    for j in range(d - 1):
+        a, b = data[:, j], data[:, j + 1]
+        ok = np.isfinite(a) & np.isfinite(b)
+        y = a[ok, None] * (1 - t) + b[ok, None] * t
+        r = np.clip(((y - lo) / (hi - lo) * rows).astype(np.int64), 0, rows - 1)
+        counts += np.bincount((r * width + np.arange(cols_per_gap) + j * cols_per_gap).ravel(),
+                              minlength=rows * width)
+    return counts.reshape(rows, width)
+
+
 def draw_parallel_coordinates(ax, result: ParallelCoordinates, limit: int = MAX_AXES):
     params = [a for a in result.axes if a.name != result.objective]
     axes_shown = params[:limit] + [a for a in result.axes if a.name == result.objective]
@@ -106,13 +131,22 @@ def draw_parallel_coordinates(ax, result: ParallelCoordinates, limit: int = MAX_
     # Best runs drawn last (on top); transparency scales with the number of runs so 10,000 stay legible.
     order = np.argsort(values if result.mode == "max" else -values, kind="mergesort")
     xs = np.arange(d)
-    segments = np.stack([np.column_stack([xs, row]) for row in data[order]]) if n else np.zeros((0, d, 2))
-    norm = plt.Normalize(np.nanmin(values), np.nanmax(values)) if n else None
+    dense = n > DENSITY_ABOVE
+    if dense:  # all runs as a density (grey, log scale), the best LINES_AT_SCALE as lines over it
+        counts = line_density(data)
+        ax.imshow(np.log1p(counts), cmap="Greys", aspect="auto", origin="lower", interpolation="bilinear",
+                  extent=(0, max(d - 1, 1), *_Y_RANGE), vmin=0, zorder=1)
+        order = order[-LINES_AT_SCALE:]
+    drawn = data[order]
+    segments = np.concatenate([np.broadcast_to(xs, drawn.shape)[..., None], drawn[..., None]], axis=2) if n \
+        else np.zeros((0, d, 2))
+    shown = values[order]
+    norm = plt.Normalize(np.nanmin(shown), np.nanmax(shown)) if n else None
     cmap = plt.get_cmap(style.OBJECTIVE_CMAP if result.mode == "max" else style.OBJECTIVE_CMAP + "_r")
-    alpha = float(np.clip(15.0 / np.sqrt(max(n, 1)), 0.03, 0.8))
-    lines = LineCollection(segments, cmap=cmap, norm=norm, alpha=alpha, linewidths=0.8 if n < 2000 else 0.5,
-                           rasterized=True)
-    lines.set_array(values[order])
+    alpha = float(np.clip(15.0 / np.sqrt(max(len(order), 1)), 0.03, 0.8))
+    lines = LineCollection(segments, cmap=cmap, norm=norm, alpha=alpha, linewidths=0.8 if len(order) < 2000 else 0.5,
+                           rasterized=True, zorder=2)
+    lines.set_array(shown)
     ax.add_collection(lines)
     top = result.coords.set_index("run_id").loc[result.top_run_ids, names].to_numpy(dtype=float)
     for row in top:
@@ -128,9 +162,10 @@ def draw_parallel_coordinates(ax, result: ParallelCoordinates, limit: int = MAX_
                                         for a in axes_shown], limit=32)
     ax.set_yticks([])
     ax.set_xlim(-0.2, d - 0.6)
-    ax.set_ylim(-0.1, 1.05)
+    ax.set_ylim(*_Y_RANGE)
     ax.spines["left"].set_visible(False)
-    ax.figure.colorbar(lines, ax=ax, label=style.shorten(result.objective, 40), shrink=0.8)
+    label = style.shorten(result.objective, 40) + (f" (best {len(order):,} runs)" if dense else "")
+    ax.figure.colorbar(lines, ax=ax, label=label, shrink=0.8)
     return ax
 
 
@@ -138,7 +173,10 @@ def plot_parallel_coordinates(result: ParallelCoordinates):
     fig = style.figure(max(8, 1.5 * min(len(result.axes), MAX_AXES + 1) + 2), 6)
     ax = fig.add_subplot()
     draw_parallel_coordinates(ax, result)
-    style.title(ax, f"{len(result.coords)} runs, coloured by {result.objective} ({style.direction_word(result.mode)}); "
+    n = len(result.coords)
+    what = (f"{n:,} runs as a density (grey, log scale); the best {min(n, LINES_AT_SCALE):,} as lines coloured by "
+            if n > DENSITY_ABOVE else f"{n} runs, coloured by ")
+    style.title(ax, f"{what}{result.objective} ({style.direction_word(result.mode)}); "
                     f"top {len(result.top_run_ids)} in red; runs missing a value sit below the axis")
     _name_the_rest(fig, [a.name for a in result.axes if a.name != result.objective][MAX_AXES:], MAX_AXES)
     return fig
@@ -365,8 +403,14 @@ def plot_metric_correlations(result: MetricCorrelations):
 
 def draw_history(ax, result: OptimizationHistory):
     x = np.arange(1, len(result.values) + 1)
-    ax.scatter(x, result.values, s=8 if len(x) < 2000 else 2, color=style.PRIMARY, alpha=0.6, label="run",
-               rasterized=True)
+    values = np.asarray(result.values, dtype=float)
+    if len(x) > DENSITY_ABOVE:  # a point per run would be one blob: runs per cell instead
+        ok = np.isfinite(values)
+        ax.hexbin(x[ok], values[ok], gridsize=(60, 25), cmap="Blues", mincnt=1, linewidths=0.2,
+                  label="runs (darker: more runs)", rasterized=True)
+    else:
+        ax.scatter(x, values, s=8 if len(x) < 2000 else 2, color=style.PRIMARY, alpha=0.6, label="run",
+                   rasterized=True)
     ax.plot(x, result.best_so_far, color=style.HIGHLIGHT, lw=1.5, label="best so far")
     ax.set_xlabel("run (in start order)")
     ax.set_ylabel(style.shorten(result.objective, 36))

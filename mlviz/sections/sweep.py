@@ -54,18 +54,36 @@ def _best_of_history(store, records: list[dict], progress: bool) -> None:
     """Replace each metric's last value with the best value of its history (min for losses)."""
     run_ids = [r["run_id"] for r in records]
     keys = sorted({k for r in records for k in r["metrics"]})
-    hist = store.histories(run_ids, keys, progress=lambda n: progress_bar(n, "reading histories", progress, unit="req"))
-    if hist.empty:
-        return
-    best = {}
-    for key, group in hist.groupby("key"):
-        agg = group.groupby("run_id")["value"].min() if default_direction(key) == "min" else \
-            group.groupby("run_id")["value"].max()
-        best[key] = agg.to_dict()
+    in_sql = getattr(store, "_history_extremes_sql", None)  # SQL stores: the database reduces each history
+    best = in_sql(run_ids, keys) if in_sql is not None else None
+    if best is None:
+        best = history_extremes(store.histories(run_ids, keys, progress=lambda n: progress_bar(
+            n, "reading histories", progress, unit="req")))
     for r in records:
         for key in r["metrics"]:
-            if r["run_id"] in best.get(key, {}):
-                r["metrics"][key] = float(best[key][r["run_id"]])
+            found = best.get((r["run_id"], key))
+            if found is not None:
+                r["metrics"][key] = found[default_direction(key) == "max"]
+
+
+def history_extremes(hist: pd.DataFrame) -> dict[tuple[str, str], tuple[float, float]]:
+    """{(run_id, key): (min, max)} of a long history table sorted by run_id and key (as
+    `Store.histories` returns it), NaN values ignored (NaN when all are): one pass over the columns, so
+    30 M points take seconds."""
+    import numpy as np
+
+    if hist.empty:
+        return {}
+    run, runs = pd.factorize(hist["run_id"])  # codes, not a Python string per point
+    key, keys = pd.factorize(hist["key"])
+    starts = np.flatnonzero(np.r_[True, (run[1:] != run[:-1]) | (key[1:] != key[:-1])])
+    values = hist["value"].to_numpy(dtype=float)
+    with np.errstate(invalid="ignore"):
+        lo = np.fmin.reduceat(values, starts)
+        hi = np.fmax.reduceat(values, starts)
+    names = np.asarray(runs, dtype=object)[run[starts]]
+    metrics = np.asarray(keys, dtype=object)[key[starts]]
+    return {(str(r), str(k)): (float(a), float(b)) for r, k, a, b in zip(names, metrics, lo, hi, strict=True)}
 
 
 def read_sweep(store, selection: RunSelection, progress: bool = False) -> tuple[Sweep, Any]:
@@ -219,7 +237,8 @@ def _best_model_of_sweep(store, best_id: str, out, options: dict, echo, analysis
     cams = None if cams is False else {"fallback": "occlusion", "seed": options.get("seed", 0), **(cams or {})}
     related = [Related("the sweep's analysis", analysis_run, experiment_id)] if analysis_run else []
     try:
-        best_model(best_id, store=store, out=out, options={"n_boot": options.get("n_boot", 500)}, echo=echo,
+        best_model(best_id, store=store, out=out, options={"n_boot": options.get("n_boot", 500),
+                                                          "group_id": options.get("group_id")}, echo=echo,
                    heatmaps=cams, related=related, progress=options.get("progress", False),
                    embedding=None if options.get("embedding") is False else {"seed": options.get("seed", 0)})
     except MlvizError as exc:
