@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import assert_one_line_error, describe_result, run_cli, sqlite_dump
+from conftest import assert_one_line_error, clone_store, describe_result, run_cli, sqlite_dump
 
 from mlviz.analysis.compare import RunInput, compare_pair, compare_runs, metric_draws
 from mlviz.analysis.predictions import predictions_from_frame
@@ -155,21 +155,20 @@ def _best_model_numbers(preds):
 BUILD = """
 import sys
 from mlviz.demo.sweep import run_demo
-uri = sys.argv[1]
-run_demo(uri, "cmp-multiclass", "multiclass", "quick", 0, replace=False, echo=print)
-run_demo(uri, "cmp-binary", "binary", "quick", 1, replace=False, echo=print)
+run_demo(sys.argv[1], "cmp-binary", "binary", "quick", 1, replace=False, echo=print)
 """
+MULTICLASS = "mlviz-demo-multiclass"  # the session's demo store (conftest.demo_store), copied
+BINARY = "cmp-binary"
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    """A multi-class and a binary quick demo in one store (about 3 minutes on 2 cores), then best-model on
-    two multi-class candidates and one binary candidate."""
+def demo(demo_store, tmp_path_factory):
+    """A copy of the session's multi-class quick demo with a binary quick demo added to it (about a minute and a
+    half on 2 cores), then best-model on two multi-class candidates and one binary candidate."""
     from mlflow import MlflowClient
 
-    root = tmp_path_factory.mktemp("compare")
-    db = root / "mlflow.db"
-    uri = f"sqlite:///{db}"
+    copy = clone_store(demo_store, tmp_path_factory.mktemp("compare") / "store")
+    root, db, uri = copy["root"], copy["db"], copy["uri"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
     done = subprocess.run([sys.executable, "-c", BUILD, uri], cwd=root, env=env, capture_output=True, text=True,
@@ -177,8 +176,8 @@ def demo(tmp_path_factory):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     client = MlflowClient(uri)
     out = {"uri": uri, "db": db, "root": root, "client": client}
-    for task in ("multiclass", "binary"):
-        exp = client.get_experiment_by_name(f"cmp-{task}")
+    for task, name in (("multiclass", MULTICLASS), ("binary", BINARY)):
+        exp = client.get_experiment_by_name(name)
         runs = client.search_runs([exp.experiment_id], filter_string="tags.`mlviz.stage` = '2'", max_results=1000)
         cands = sorted((r for r in runs if r.info.run_name.startswith("cand")), key=lambda r: r.info.run_name)
         out[task] = {"exp": exp, "candidates": cands}
@@ -302,8 +301,8 @@ def test_bad_input_is_one_line_and_leaves_the_store_unchanged(demo):
                                   demo["uri"]), "--n-boot", "many")
     assert_one_line_error(run_cli("compare", "--run", a, "--run", a, "--reference", "worst", "--tracking-uri",
                                   demo["uri"]), "--reference", "worst")
-    assert_one_line_error(run_cli("compare", "-e", "cmp-multiclass", "--tracking-uri", demo["uri"]), "two or more")
-    assert_one_line_error(run_cli("compare", "-e", "cmp-multiclass", "-e", "no-such-sweep", "--tracking-uri",
+    assert_one_line_error(run_cli("compare", "-e", MULTICLASS, "--tracking-uri", demo["uri"]), "two or more")
+    assert_one_line_error(run_cli("compare", "-e", MULTICLASS, "-e", "no-such-sweep", "--tracking-uri",
                                   demo["uri"]), "no-such-sweep")
     assert sqlite_dump(demo["db"]) == before
 
@@ -315,7 +314,7 @@ def test_compare_two_sweeps(demo, tmp_path):
     from mlviz.sections.sweep import load_sweep
 
     before = sqlite_dump(demo["db"])
-    res = run_cli("compare", "-e", "cmp-multiclass", "-e", "cmp-binary", "--metric", "val_accuracy",
+    res = run_cli("compare", "-e", MULTICLASS, "-e", BINARY, "--metric", "val_accuracy",
                   "--n-boot", "100", "--tracking-uri", demo["uri"], "--out", tmp_path)
     assert res.exit_code == 0, describe_result(res)
     assert sqlite_dump(demo["db"]) == before
@@ -323,7 +322,7 @@ def test_compare_two_sweeps(demo, tmp_path):
     imp = json.loads((folder / "importance.json").read_text())
     agree = json.loads((folder / "stage_agreement.json").read_text())
     curves = json.loads((folder / "learning_curves.json").read_text())
-    assert imp["sweeps"] == agree["sweeps"] == ["cmp-multiclass", "cmp-binary"]
+    assert imp["sweeps"] == agree["sweeps"] == [MULTICLASS, BINARY]
     for i, name in enumerate(imp["sweeps"]):
         sweep = load_sweep(demo["uri"], experiment=name, metric="val_accuracy")
         own = parameter_importance(sweep.stage(1), n_boot=100, seed=0)
@@ -334,7 +333,7 @@ def test_compare_two_sweeps(demo, tmp_path):
         assert agree["results"][i]["spearman"] == pytest.approx(ag.spearman, abs=1e-12)
         assert agree["results"][i]["n_candidates"] == ag.n_candidates
     lines = pd.DataFrame(curves["curves"])
-    assert set(lines["line"]) == {"cmp-multiclass", "cmp-binary"}
+    assert set(lines["line"]) == {MULTICLASS, BINARY}
     assert "val_accuracy" in curves["keys"] and (lines["n_runs"] == 2).all()  # two seeds per configuration
     for name in ("importance", "learning_curves", "stage_agreement"):
         assert (folder / f"{name}.png").stat().st_size > 10_000

@@ -34,16 +34,8 @@ CATEGORICAL = ["optimizer", "activation", "augment"]  # <param>_comparison_<metr
 STAGE2_FIGURES = ["stage2_quick_vs_full", "stage2_selection_criterion", "learning_curves", "seed_variance",
                   "hyperparameter_interactions", "best_config_summary", "stage2_summary_dashboard"]
 
-# Four quick demos and a visualize: over a minute on 2 cores even on an idle machine.
+# Three quick demos (and the session's demo store) and a visualize: over a minute on 2 cores even on an idle machine.
 pytestmark = pytest.mark.slow
-
-RUN_DEMO = """
-import sys
-from mlviz.demo.sweep import run_demo
-out = run_demo(sys.argv[1], preset="quick", echo=lambda *a: None)
-print(out.experiment, out.n_stage1, out.n_stage2)
-"""
-
 
 class Job:
     """A command running in the background, its output kept in files."""
@@ -93,12 +85,11 @@ def mlviz_cmd(*args: str) -> list[str]:
 def jobs(tmp_path_factory):
     """All demos start at once; `visualize` starts when the multiclass demo is done."""
     root = tmp_path_factory.mktemp("demo")
-    uris = {k: f"sqlite:///{root / k / 'mlflow.db'}" for k in ("main", "again", "binary", "multioutput")}
+    uris = {k: f"sqlite:///{root / k / 'mlflow.db'}" for k in ("main", "binary", "multioutput")}
     for k in uris:
         (root / k).mkdir()
     started = {
         "main": Job("demo", mlviz_cmd("demo", "--quick", "--tracking-uri", uris["main"]), root / "main"),
-        "again": Job("run_demo", [sys.executable, "-c", RUN_DEMO, uris["again"]], root / "again"),
         "binary": Job("binary", mlviz_cmd("demo", "--quick", "--task", "binary", "--tracking-uri", uris["binary"]),
                       root / "binary"),
         "multioutput": Job("multioutput", mlviz_cmd("demo", "--quick", "--task", "multioutput", "--tracking-uri",
@@ -229,7 +220,7 @@ def test_stage2_runs_log_predictions_and_images(demo, tmp_path):
 
 
 def test_best_run_model_reproduces_its_logged_predictions(demo, tmp_path):
-    import mlflow
+    import mlflow.artifacts
     import mlflow.pytorch
     import torch
 
@@ -241,12 +232,10 @@ def test_best_run_model_reproduces_its_logged_predictions(demo, tmp_path):
     preds = pd.read_csv(client.download_artifacts(best.info.run_id, "predictions/val_predictions.csv", str(tmp_path)))
     with np.load(client.download_artifacts(best.info.run_id, "data/val_images.npz", str(tmp_path))) as npz:
         images = npz["images"]
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(demo["uri"])
-    try:
-        model = mlflow.pytorch.load_model(f"runs:/{best.info.run_id}/model", map_location="cpu")
-    finally:
-        mlflow.set_tracking_uri(previous)
+    # loaded from a local copy: no process-wide tracking URI to set and put back
+    local = mlflow.artifacts.download_artifacts(artifact_uri=f"runs:/{best.info.run_id}/model",
+                                                tracking_uri=demo["uri"], dst_path=str(tmp_path / "model"))
+    model = mlflow.pytorch.load_model(local, map_location="cpu")
     # MLflow 3 saves it with torch.export (pt2): a graph captured in eval mode, on which .eval() raises.
     with torch.no_grad():
         probs = torch.softmax(model(torch.from_numpy(images)), dim=-1).numpy()
@@ -393,13 +382,14 @@ def comparable(uri: str, experiment: str) -> dict[str, tuple[dict, dict]]:
     return out
 
 
-def test_demo_is_deterministic(jobs, demo):
-    """The CLI demo (which calls `run_demo(preset='quick')`) and a direct `run_demo(preset='quick')` call,
-    each in its own process and store: the same params and metrics for every run name."""
-    again = jobs["jobs"]["again"].check()
-    assert again.stdout.split() == [EXPERIMENT, str(N_TRIALS), str(len(demo["stage2"]))]
+def test_demo_is_deterministic(demo, demo_store):
+    """The CLI demo (which calls `run_demo(preset='quick')`) in its own process and store, and the session's
+    demo store (conftest: a direct `run_demo(..., "quick", seed 0)` call in the test process): the same params
+    and metrics for every run name."""
+    again = demo_store["outcome"]
+    assert [again.experiment, again.n_stage1, again.n_stage2] == [EXPERIMENT, N_TRIALS, len(demo["stage2"])]
     a = demo["snapshot"]
-    b = comparable(jobs["uris"]["again"], EXPERIMENT)
+    b = comparable(demo_store["uri"], EXPERIMENT)
     assert a.keys() == b.keys()
     assert len(a) == 2 + N_TRIALS + len(demo["stage2"])
     different = [name for name in a if a[name] != b[name]]
