@@ -220,7 +220,6 @@ def test_stage2_runs_log_predictions_and_images(demo, tmp_path):
 
 
 def test_best_run_model_reproduces_its_logged_predictions(demo, tmp_path):
-    import mlflow.artifacts
     import mlflow.pytorch
     import torch
 
@@ -233,9 +232,11 @@ def test_best_run_model_reproduces_its_logged_predictions(demo, tmp_path):
     with np.load(client.download_artifacts(best.info.run_id, "data/val_images.npz", str(tmp_path))) as npz:
         images = npz["images"]
     # loaded from a local copy: no process-wide tracking URI to set and put back
-    local = mlflow.artifacts.download_artifacts(artifact_uri=f"runs:/{best.info.run_id}/model",
-                                                tracking_uri=demo["uri"], dst_path=str(tmp_path / "model"))
-    model = mlflow.pytorch.load_model(local, map_location="cpu")
+    # the run's logged model, loaded from where the store keeps it: no process-wide tracking URI to set
+    logged = client.search_logged_models(experiment_ids=[demo["exp"].experiment_id],
+                                         filter_string=f"source_run_id = '{best.info.run_id}'")
+    assert len(logged) == 1
+    model = mlflow.pytorch.load_model(logged[0].artifact_location, map_location="cpu")
     # MLflow 3 saves it with torch.export (pt2): a graph captured in eval mode, on which .eval() raises.
     with torch.no_grad():
         probs = torch.softmax(model(torch.from_numpy(images)), dim=-1).numpy()

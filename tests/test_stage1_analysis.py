@@ -461,7 +461,7 @@ def test_importance_figure_with_an_interval_below_zero():
 
 def test_parallel_coordinates_at_10000_runs():
     """Log axis positions are log10-linear, the top 10 are the 10 best runs, categorical axes name their
-    values, and the figure draws with lines light enough to read (alpha scales with the run count)."""
+    values, and the figure stays readable: every run in a density, the best 1,000 as light lines over it."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -483,8 +483,18 @@ def test_parallel_coordinates_at_10000_runs():
     assert set(pc.top_run_ids) == set(best10)
     fig = plot_parallel_coordinates(pc)
     try:
-        lines = [c for c in fig.axes[0].collections if len(c.get_paths()) == 10_000]
-        assert len(lines) == 1 and lines[0].get_alpha() <= 0.15 and lines[0].get_rasterized()
+        from mlviz.render.stage1 import LINES_AT_SCALE, line_density
+
+        ax = fig.axes[0]
+        lines = [c for c in ax.collections if len(c.get_paths()) == LINES_AT_SCALE]
+        assert len(lines) == 1 and lines[0].get_alpha() <= 0.5 and lines[0].get_rasterized()
+        assert sorted(lines[0].get_array()) == sorted(  # the best 1,000 runs are the lines
+            sweep.runs[sweep.objective_column].sort_values(ascending=sweep.mode == "min").head(LINES_AT_SCALE))
+        (density,) = ax.images  # every run counted: each pixel column is crossed by all 10,000 lines
+        counts = np.rint(np.expm1(np.asarray(density.get_array(), dtype=float)))
+        assert counts.sum(axis=0).min() == counts.sum(axis=0).max() == 10_000
+        assert line_density(np.array([[0.0, 1.0]]), cols_per_gap=4, rows=10).sum(axis=0).tolist() == [1] * 4
+        assert "10,000 runs as a density" in ax.get_title()
         fig.savefig(io.BytesIO(), format="png")
     finally:
         plt.close(fig)
