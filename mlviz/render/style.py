@@ -49,8 +49,9 @@ def cjk_fonts() -> list[str]:
     return [name for name in CJK_FONTS if name in have]
 
 
-if cjk_fonts():  # a generic family ("sans-serif") falls back to nothing: the list must name the fonts
-    plt.rcParams["font.family"] = ["DejaVu Sans", *cjk_fonts(), "sans-serif"]
+_CJK_HERE = cjk_fonts()
+if _CJK_HERE:  # a generic family ("sans-serif") falls back to nothing: the list must name the fonts
+    plt.rcParams["font.family"] = ["DejaVu Sans", *_CJK_HERE, "sans-serif"]
 
 
 def figure(width: float, height: float):
