@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import matplotlib
 import numpy as np
 
@@ -52,6 +54,17 @@ def cjk_fonts() -> list[str]:
 _CJK_HERE = cjk_fonts()
 if _CJK_HERE:  # a generic family ("sans-serif") falls back to nothing: the list must name the fonts
     plt.rcParams["font.family"] = ["DejaVu Sans", *_CJK_HERE, "sans-serif"]
+
+
+class _NoBoldFallbackNotice(logging.Filter):
+    """A fallback font without a bold face is drawn regular; matplotlib says so on the user's terminal on
+    every bold title ("findfont: Failed to find font weight bold …"). The glyphs are drawn: keep it quiet."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Failed to find font weight" not in record.getMessage()
+
+
+logging.getLogger("matplotlib.font_manager").addFilter(_NoBoldFallbackNotice())
 
 
 def figure(width: float, height: float):
