@@ -15,10 +15,11 @@ Heavy imports (mlflow, matplotlib, torch) happen inside the functions that need 
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "load_sweep", "analyse", "publish", "ToFolder"]
+__all__ = ["__version__", "load_sweep", "analyse", "publish", "ToFolder", "IntoRun", "HeatmapCallback"]
 
 _WHERE = {"load_sweep": "mlviz.sections.sweep", "analyse": "mlviz.sections.sweep", "publish": "mlviz.publish",
-          "ToFolder": "mlviz.publish"}
+          "ToFolder": "mlviz.publish", "IntoRun": "mlviz.publish",
+          "HeatmapCallback": "mlviz.sections.training_heatmaps"}
 
 
 def __getattr__(name):

@@ -7,6 +7,7 @@ Every section (sweep, best model, training progress, heatmaps, embedding, compar
     publish(report, ToFolder("figures/"))                 # files only
     publish(report, IntoRun(store, run_id))                # into an existing run (the model's own run)
     publish(report, AnalysisRun(store, exp_id, key, fp))   # the analysis run of a selection, found or made
+    publish_step(figure, epoch, IntoRun(store, run_id))    # one figure of a run in progress, by step
 
 Figures are drawn in parallel processes (forked, so nothing needs pickling) when there are enough of them.
 """
@@ -315,6 +316,31 @@ def publish(report: Report, dest, echo: Callable[[str], None] = print, progress:
     echo(closing_lines(headline or report.kind, len(made), skipped, where, time.perf_counter() - started,
                        report.notes))
     return PublishOutcome(run_id, folder, [m["file"] for m in made], skipped, summary)
+
+
+def publish_step(figure: Figure, step: int, dest):
+    """One figure of a run still in progress (heatmaps at the end of an epoch), drawn as every figure is:
+    logged to the MLflow UI's image grid under `figure.grid_key` with `step` on its slider (dest: IntoRun),
+    or handed as an (H, W, 3) uint8 array to `dest(step, rgb)` (your own logger). No report files: the
+    run's report is written when it is analysed. Returns the array; None when the renderer declined."""
+    import numpy as np
+    from PIL import Image
+
+    tmp = Path(tempfile.mkdtemp(prefix="mlviz-step-"))
+    try:
+        if draw_all([figure], tmp):
+            return None
+        with Image.open(tmp / figure.path) as png:
+            rgb = np.asarray(png.convert("RGB"))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if isinstance(dest, IntoRun):
+        from mlviz.store.write import Writer
+
+        Writer(dest.store).log_image_steps(dest.run_id, figure.grid_key, [(step, rgb)])
+    elif dest is not None:
+        dest(step, rgb)
+    return rgb
 
 
 def _disk_fault(exc: OSError, doing: str, dest) -> Exception:

@@ -13,13 +13,13 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("pytorch_grad_cam")
 
-from mlviz.attribution.callback import HeatmapCallback  # noqa: E402
 from mlviz.attribution.cam import compute_cams  # noqa: E402
 from mlviz.attribution.hooks import hook_count  # noqa: E402
 from mlviz.attribution.load import load_model, load_samples  # noqa: E402
-from mlviz.attribution.testing import FlatHeadCNN, fit, quadrant_task  # noqa: E402
 from mlviz.errors import MlvizError  # noqa: E402
 from mlviz.sections.heatmap_figures import heatmap_figures, heatmap_report, run_heatmap_figures  # noqa: E402
+from mlviz.sections.training_heatmaps import HeatmapCallback  # noqa: E402
+from tests.attribution_tasks import FlatHeadCNN, fit, quadrant_task  # noqa: E402
 
 FACTORY = "mlviz.demo.model:build_model"
 HEADS = ["top_left", "top_right", "bottom_left", "bottom_right"]

@@ -1,7 +1,8 @@
 """Attribution heatmaps: CAMs through pytorch-grad-cam (one forward pass for all heads of a multi-output
 model), attention rollout for transformers, labelled non-CAM alternatives (occlusion, input gradients),
-faithfulness scores, loading a run's model and images, and the training-time callback (maps as arrays;
-the heatmaps/ figures are `mlviz.sections.heatmap_figures`).
+faithfulness scores, loading a run's model and images, and the training-time grid (maps as arrays;
+the heatmaps/ figures are `mlviz.sections.heatmap_figures`, the training-time callback
+`mlviz.sections.training_heatmaps.HeatmapCallback`, also `mlviz.HeatmapCallback`).
 
 Torch is imported only when these modules are used; `from mlviz.attribution import compute_cams` works
 lazily.
@@ -16,7 +17,7 @@ _EXPORTS = {
     "attention_rollout": "rollout", "find_target_layer": "layers", "faithfulness": "faithfulness",
     "AttributionResult": "result", "METHODS": "result", "CAM_METHODS": "result",
     "load_model": "load", "load_samples": "load", "load_run": "load",
-    "HeatmapCallback": "callback", "hook_count": "hooks",
+    "training_grid": "callback", "hook_count": "hooks",
 }
 
 __all__ = sorted(_EXPORTS)

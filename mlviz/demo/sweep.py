@@ -245,14 +245,15 @@ HEATMAP_IMAGES = 4
 
 
 def _heatmap_logger(client, run_id: str, task, every: int):
-    """An on_epoch callback: Grad-CAM of the same validation images at epoch 1 and every `every` epochs, logged as an
-    image with the epoch as step, so the MLflow UI's image grid shows how the maps evolve (and compares
-    the candidates under one key). None when the attribution extra is not installed."""
+    """An on_epoch callback: Grad-CAM of the same validation images at epoch 1 and every `every` epochs, published
+    into the run by step, so the MLflow UI's image grid shows how the maps evolve (and compares the candidates
+    under one key). None when the attribution extra is not installed."""
     from mlviz.sections.heatmaps import attribution_available
 
     if attribution_available():
         return None
-    from mlviz.attribution.callback import HeatmapCallback
+    from mlviz.publish import IntoRun
+    from mlviz.sections.training_heatmaps import HeatmapCallback
 
     state: dict = {}
 
@@ -261,8 +262,7 @@ def _heatmap_logger(client, run_id: str, task, every: int):
             k = HEATMAP_IMAGES
             state["cb"] = HeatmapCallback(
                 e.model, task.x_val[:k], every_n_epochs=1, labels=task.y_val[:k], sample_ids=task.val_ids[:k],
-                head_names=task.head_names, max_images=k,
-                log_fn=lambda epoch, rgb: client.log_image_steps(run_id, HEATMAP_KEY, [(epoch, rgb)]))
+                head_names=task.head_names, max_images=k, to=IntoRun(client.store, run_id), key=HEATMAP_KEY)
         if e.epoch == 1 or e.epoch % every == 0:
             state["cb"](e.epoch)
 

@@ -185,11 +185,7 @@ def plot_grid(images: list[list[np.ndarray]], cams: list[list[np.ndarray]], *, r
     return fig
 
 
-def figure_to_rgb(fig) -> np.ndarray:
-    """(H, W, 3) uint8 of a drawn figure (closes it)."""
-    import matplotlib.pyplot as plt
-
-    fig.canvas.draw()
-    rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
-    plt.close(fig)
-    return rgb
+def plot_training_grid(g):
+    """The grid of a `mlviz.attribution.callback.TrainingGrid` (one epoch of training-time heatmaps)."""
+    return plot_grid(g.images, g.cams, row_titles=g.row_titles, col_titles=g.col_titles, title=g.title,
+                     cmap=g.cmap, opacity=g.opacity, empty=g.empty)
