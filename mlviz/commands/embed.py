@@ -20,8 +20,8 @@ import click
 @click.option("--metadata", "metadata_path", default=None,
               help="A CSV whose rows pair with the features (label, pred, prob_<class>, sample_id, ...).")
 @click.option("--n-neighbors", default=15, show_default=True, help="UMAP's neighbourhood size.")
-@click.option("--n-epochs", default=None, type=click.IntRange(min=1),
-              help="UMAP's optimisation epochs (default 200; 500 for at most 5,000 points).")
+@click.option("--n-epochs", default=None, callback=lambda ctx, param, value: _epochs(value),
+              help="UMAP's optimisation epochs (default, or empty: 200; 500 for at most 5,000 points).")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Seed of the projection and of the quality subsamples.")
 @click.option("--out", default=None, help="Write the files to this folder instead of logging them.")
 def embed(run_id, tracking_uri, method, color_by, layer, features_path, metadata_path, n_neighbors, n_epochs, seed,
@@ -57,3 +57,10 @@ def embed(run_id, tracking_uri, method, color_by, layer, features_path, metadata
     options = {"method": method, "color_by": color_by, "layer": layer, "features": features_path,
                "metadata": metadata_path, "n_neighbors": n_neighbors, "n_epochs": n_epochs, "seed": seed}
     run_embedding(run_id, tracking_uri=tracking_uri, out=out, options=options, echo=click.echo)
+
+
+def _epochs(value: str | None) -> int | None:
+    """A positive number of epochs; empty (the MLproject's default) means the default."""
+    if value is None or value.strip() == "":
+        return None
+    return click.IntRange(min=1).convert(value.strip(), None, None)
