@@ -1,6 +1,5 @@
-"""Tasks whose evidence is known, and tiny models to train on them in seconds: a sanity check that an
-attribution method points where the evidence is (used by the tests and the benchmark; also handy to try
-a method before trusting it on real data).
+"""Tasks whose evidence is known, and tiny models to train on them in seconds: the tests' check that an
+attribution method points where the evidence is.
 
 - `patch_task`: 16×16 noise with one 4×4 pattern (horizontal bars / vertical bars / ring, the class)
   placed at a random position inside a random quadrant; the evidence is that quadrant.

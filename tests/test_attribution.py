@@ -14,7 +14,8 @@ from torch import nn  # noqa: E402
 from mlviz.attribution.cam import compute_cams, input_gradients, occlusion_sensitivity  # noqa: E402
 from mlviz.attribution.faithfulness import faithfulness  # noqa: E402
 from mlviz.attribution.hooks import hook_count  # noqa: E402
-from mlviz.attribution.testing import (  # noqa: E402
+from mlviz.errors import MlvizError  # noqa: E402
+from tests.attribution_tasks import (  # noqa: E402
     FlatHeadCNN,
     TinyCNN,
     TupleHeads,
@@ -23,7 +24,6 @@ from mlviz.attribution.testing import (  # noqa: E402
     quadrant_mass,
     quadrant_task,
 )
-from mlviz.errors import MlvizError  # noqa: E402
 
 GRADIENT_CAMS = ["gradcam", "gradcam++", "hirescam", "xgradcam", "layercam", "eigengradcam"]
 

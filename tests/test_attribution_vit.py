@@ -13,7 +13,8 @@ from mlviz.attribution.cam import compute_cams  # noqa: E402
 from mlviz.attribution.hooks import hook_count  # noqa: E402
 from mlviz.attribution.layers import TokenReshape, infer_grid  # noqa: E402
 from mlviz.attribution.rollout import attention_rollout, rollout_matrix  # noqa: E402
-from mlviz.attribution.testing import (  # noqa: E402
+from mlviz.errors import MlvizError  # noqa: E402
+from tests.attribution_tasks import (  # noqa: E402
     TinyVideoCNN,
     TinyViT,
     fit,
@@ -21,7 +22,6 @@ from mlviz.attribution.testing import (  # noqa: E402
     quadrant_mass,
     video_task,
 )
-from mlviz.errors import MlvizError  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: torch on one thread
 
@@ -102,7 +102,7 @@ def test_rollout_on_timm_style_attention_and_on_a_cnn(one_thread):
     model = TinyViT(attn="timm").eval()
     r = attention_rollout(model, torch.rand(3, 1, 16, 16), discard_ratio=0.5, head_fusion="max")
     assert r.maps.shape == (3, 1, 16, 16) and r.params["attention_layers"] == 2
-    from mlviz.attribution.testing import TinyCNN
+    from tests.attribution_tasks import TinyCNN
 
     with pytest.raises(MlvizError, match="no attention layer"):
         attention_rollout(TinyCNN().eval(), torch.rand(2, 1, 16, 16))
