@@ -44,8 +44,7 @@ def fold_categories(values: pd.Series, max_levels: int = 8) -> pd.Series:
     counts = values.value_counts(dropna=True)
     if len(counts) <= max_levels:
         return values
-    keep = set(counts.index[: max_levels - 1])
-    return values.where(values.isin(keep) | values.isna(), OTHER)
+    return values.where(values.isin(set(counts.index[: max_levels - 1])) | values.isna(), OTHER)
 
 
 def bin_param(values: pd.Series, spec: ParamSpec, max_bins: int = 6, method: str = "width",

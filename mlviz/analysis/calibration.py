@@ -57,8 +57,7 @@ def equal_width_bins(conf: np.ndarray, n_bins: int, float32: bool = False) -> np
 def equal_mass_bins(conf: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
     """(bin index 0..n_bins-1, edges) with inner edges at the confidences' k/n_bins quantiles."""
     inner = np.quantile(conf, np.arange(1, n_bins) / n_bins)
-    idx = np.searchsorted(inner, conf, side="right")
-    return idx, np.r_[float(np.min(conf)), inner, float(np.max(conf))]
+    return np.searchsorted(inner, conf, side="right"), np.r_[float(np.min(conf)), inner, float(np.max(conf))]
 
 
 def calibration_error(conf: np.ndarray, outcome: np.ndarray, idx: np.ndarray, n_slots: int) -> tuple[float, float]:
@@ -110,16 +109,16 @@ class _Target:
 def calibration_targets(head: HeadView) -> tuple[_Target, list[_Target]]:
     if head.kind == "binary":
         p, y = head.scores.astype(float), head.y.astype(float)
-        main = _Target("positive class", p, y)
-        return main, [_Target(f"class {head.class_names[0]}", 1.0 - p, 1.0 - y),
+        return _Target("positive class", p, y), [_Target(f"class {head.class_names[0]}", 1.0 - p, 1.0 - y),
                       _Target(f"class {head.class_names[1]}", p, y)]
     P = head.scores.astype(float)
     top = np.argmax(P, axis=1)
-    main = _Target("top label", P[np.arange(len(P)), top], (top == head.y).astype(float), float32=True)
-    return main, [_Target(f"class {c}", P[:, k], (head.y == k).astype(float)) for k, c in enumerate(head.class_names)]
+    return (_Target("top label", P[np.arange(len(P)), top], (top == head.y).astype(float), float32=True),
+            [_Target(f"class {c}", P[:, k], (head.y == k).astype(float))
+             for k, c in enumerate(head.class_names)])
 
 
-def _per_sample(head: HeadView) -> tuple[np.ndarray, np.ndarray]:
+def per_sample_losses(head: HeadView) -> tuple[np.ndarray, np.ndarray]:
     """Per-sample Brier and NLL terms (their means are scikit-learn's brier_score_loss and log_loss)."""
     if head.kind == "binary":
         p, y = head.scores.astype(float), head.y.astype(float)
@@ -136,10 +135,7 @@ def _per_sample(head: HeadView) -> tuple[np.ndarray, np.ndarray]:
 def _sklearn_point(head: HeadView) -> tuple[float, float]:
     with warnings.catch_warnings():  # rows sum to 1 within our 1e-3 check; sklearn warns beyond 1.5e-8
         warnings.simplefilter("ignore", UserWarning)
-        if head.kind == "binary":
-            return (float(brier_score_loss(head.y, head.scores, labels=[0, 1])),
-                    float(log_loss(head.y, head.scores, labels=[0, 1])))
-        labels = list(range(len(head.class_names)))
+        labels = [0, 1] if head.kind == "binary" else list(range(len(head.class_names)))
         return (float(brier_score_loss(head.y, head.scores, labels=labels)),
                 float(log_loss(head.y, head.scores, labels=labels)))
 
@@ -182,7 +178,6 @@ def calibration_analysis(preds: Predictions, n_bins: int = 15, n_boot: int = 100
     for head in preds.heads():
         main, classwise = calibration_targets(head)
         targets[head.name] = main.name
-        n = len(main.conf)
         ew = equal_width_bins(main.conf, n_bins, main.float32)
         em, em_edges = equal_mass_bins(main.conf, n_bins)
         ew_edges = np.arange(n_bins + 1) / n_bins
@@ -198,7 +193,7 @@ def calibration_analysis(preds: Predictions, n_bins: int = 15, n_boot: int = 100
         brier, nll = _sklearn_point(head)
         point = {"ece": ece, "ece_equal_mass": ece_m, "mce": mce, "classwise_ece": cw, "brier": brier, "nll": nll}
         boot = bootstrap_calibration(main, classwise, ew, em, cw_idx, n_bins, head, n_boot, seed,
-                                     groups=preds.groups) if n_boot and n > 1 else {}
+                                     groups=preds.groups) if n_boot and len(main.conf) > 1 else {}
         for name in METRICS:
             lo, hi = interval(boot[name], level) if name in boot else (None, None)
             metrics.append({"head": head.name, "metric": name, "value": point[name], "low": lo, "high": hi})
@@ -213,7 +208,7 @@ def bootstrap_calibration(main: _Target, classwise: list[_Target], ew, em, cw_id
     W = n_bins + 1
     n = len(main.conf)
     diff = main.outcome - main.conf
-    brier, nll = _per_sample(head)
+    brier, nll = per_sample_losses(head)
     # columns: equal-width counts | equal-width Σ(outcome − confidence) | equal-mass Σ(...) | Brier | NLL
     # stored transposed: (columns × n) @ (n × resamples) is several times faster in OpenBLAS than w @ dense
     dense = np.ascontiguousarray(np.hstack([_onehot(ew, np.ones(n), W), _onehot(ew, diff, W),

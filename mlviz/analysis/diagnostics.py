@@ -78,13 +78,6 @@ def resample_counts(n: int, n_boot: int, seed: int = 0, max_cells: int = MAX_CEL
             yield w if codes is None else w[:, codes]
 
 
-def subset_groups(groups: np.ndarray | None, mask: np.ndarray) -> np.ndarray | None:
-    """The group codes of a subset of the rows, made dense again (groups absent from it are not drawn)."""
-    if groups is None:
-        return None
-    return np.unique(np.asarray(groups)[mask], return_inverse=True)[1].astype(np.int64)
-
-
 def bootstrap_unit(preds: Predictions) -> dict:
     """What a result's resamples drew: {"bootstrap_unit": "samples" | "groups", "group_column", "n_groups"}."""
     if preds.groups is None:
@@ -144,10 +137,7 @@ class RankedScores:
     def __init__(self, y: np.ndarray, s: np.ndarray):
         y = np.asarray(y).astype(bool)
         s = np.asarray(s, dtype=float)
-        neg = np.flatnonzero(~y)
-        pos = np.flatnonzero(y)
-        neg = neg[np.argsort(s[neg], kind="mergesort")]
-        pos = pos[np.argsort(s[pos], kind="mergesort")]
+        neg, pos = (i[np.argsort(s[i], kind="mergesort")] for i in (np.flatnonzero(~y), np.flatnonzero(y)))
         self.layout = np.r_[neg, pos]
         self.n_neg, self.n_pos = len(neg), len(pos)
         sn, sp = s[neg], s[pos]
@@ -236,6 +226,7 @@ class Problem:
     y: np.ndarray  # 0/1
     s: np.ndarray
     probabilities: bool
+    multiclass: bool = False  # one class of a multi-class head
 
     @property
     def both(self) -> bool:
@@ -245,7 +236,7 @@ class Problem:
 def problems(head: HeadView) -> list[Problem]:
     if head.kind == "binary":
         return [Problem(head.name, head.class_names[1], head.y.astype(int), head.scores, head.probabilities)]
-    return [Problem(head.name, c, (head.y == k).astype(int), head.scores[:, k], True)
+    return [Problem(head.name, c, (head.y == k).astype(int), head.scores[:, k], True, True)
             for k, c in enumerate(head.class_names)]
 
 
@@ -256,25 +247,23 @@ def classification_heads(preds: Predictions, what: str) -> list[HeadView]:
 
 
 def _two_class_problems(preds: Predictions, what: str) -> tuple[list[Problem], list[str]]:
-    probs, left = [], []
-    for head in classification_heads(preds, what):
-        for p in problems(head):
-            (probs if p.both else left).append(p)
-    left_names = [f"{p.head + ':' if p.head else ''}{p.cls}" for p in (q for h in preds.heads() for q in problems(h))
-                  if not p.both]
-    if not probs:
+    probs = [p for head in classification_heads(preds, what) for p in problems(head)]
+    if not any(p.both for p in probs):
         raise NotApplicable(f"{what} needs both classes among the labels; "
                             f"only one class is present ({_present(preds)})")
-    return probs, left_names
+    left = [f"{p.head + ':' if p.head else ''}{p.cls}" for p in probs if not p.both]
+    return [p for p in probs if p.both], left
 
 
 def _present(preds: Predictions) -> str:
-    parts = []
-    for head in preds.heads():
-        vals = np.unique(head.y)
-        names = [head.class_names[int(v)] if int(v) < len(head.class_names) else str(v) for v in vals]
-        parts.append(f"{head.name + ': ' if head.name else ''}{', '.join(names)}")
-    return "; ".join(parts)
+    heads = preds.heads()
+    names = [", ".join(class_name(head, v) for v in np.unique(head.y)) for head in heads]
+    return "; ".join(f"{h.name}: {n}" if h.name else n for h, n in zip(heads, names, strict=True))
+
+
+def class_name(head: HeadView, code) -> str:
+    """The name of a class code (the code itself when the head names fewer classes)."""
+    return head.class_names[int(code)] if int(code) < len(head.class_names) else str(code)
 
 
 def counts_at(y: np.ndarray, s: np.ndarray, thresholds: np.ndarray) -> dict[str, np.ndarray]:
@@ -320,14 +309,10 @@ def choose_threshold(y: np.ndarray, s: np.ndarray, rule="auto", probabilities: b
     """The decision threshold and the rule that gave it (see the module docstring)."""
     if rule is None or rule == "auto":
         rule = "0.5" if probabilities else "max_f1"
-    both = 0 < int(np.sum(y)) < len(y)
-    if rule == "max_f1":
-        if both:
-            return max_f1_point(y, s)[0], "max F1"
-        rule = "0.5" if probabilities else "median"
-    if rule == "youden":
-        if both:
-            return youden_point(y, s)[0], "Youden J"
+    optimum = {"max_f1": (max_f1_point, "max F1"), "youden": (youden_point, "Youden J")}.get(str(rule))
+    if optimum is not None:
+        if 0 < int(np.sum(y)) < len(y):
+            return optimum[0](y, s)[0], optimum[1]
         rule = "0.5" if probabilities else "median"
     if rule == "median":
         return float(np.median(s)), "median score (one class only)"
@@ -372,44 +357,53 @@ class RocCurves:
 
 def roc_analysis(preds: Predictions, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> RocCurves:
     probs, left = _two_class_problems(preds, "a ROC curve")
-    groups = preds.groups
-    curves, bands, rows, macro = [], [], [], []
-    boot_by_head: dict[str, list[np.ndarray]] = {}
-    kinds = {h.name: h.kind for h in preds.heads()}
-    for p in probs:
-        multi = kinds[p.head] == "multiclass"
+    boots = _resampled(preds, probs, n_boot, seed)
+    curves, bands, rows = [], [], []
+    for p, boot in zip(probs, boots, strict=True):
         fpr, tpr, thr = roc_curve(p.y, p.s)
         curves.append(pd.DataFrame({"head": p.head, "class": p.cls, "fpr": fpr, "tpr": tpr, "threshold": thr}))
-        auc = float(roc_auc_score(p.y, p.s))
-        boot = bootstrap_ranking(p.y, p.s, n_boot, seed, coherent=multi, groups=groups) if n_boot else {}
         lo, hi = interval(boot.get("auc", []), level)
         if n_boot:
             blo, bhi = percentile_interval(boot["tpr"], level)
             bands.append(pd.DataFrame({"head": p.head, "class": p.cls, "fpr": FPR_GRID, "tpr_low": blo,
                                        "tpr_high": bhi}))
-            boot_by_head.setdefault(p.head, []).append(boot["auc"])
         yt, yj, yfpr, ytpr = youden_point(p.y, p.s)
         ft, f1 = max_f1_point(p.y, p.s)
         c = counts_at(p.y, p.s, np.array([ft]))
         rows.append({"head": p.head, "class": p.cls, "n_pos": int(p.y.sum()), "n_neg": int(len(p.y) - p.y.sum()),
-                     "auc": auc, "auc_low": lo, "auc_high": hi,
+                     "auc": float(roc_auc_score(p.y, p.s)), "auc_low": lo, "auc_high": hi,
                      "youden_threshold": yt, "youden_j": yj, "youden_fpr": yfpr, "youden_tpr": ytpr,
                      "f1_threshold": ft, "max_f1": f1, "f1_fpr": float(c["fp"][0] / max(c["fp"][0] + c["tn"][0], 1)),
                      "f1_tpr": float(c["tp"][0] / max(c["tp"][0] + c["fn"][0], 1))})
     summary = pd.DataFrame(rows)
-    for head in preds.heads():
-        if head.kind != "multiclass":
-            continue
-        sub = summary[summary["head"] == head.name]
-        if sub.empty:
-            continue
-        boots = boot_by_head.get(head.name)
-        lo, hi = interval(np.nanmean(np.column_stack(boots), axis=1), level) if boots else (None, None)
-        macro.append({"head": head.name, "auc": float(sub["auc"].mean()), "auc_low": lo, "auc_high": hi,
-                      "n_classes": int(len(sub)), "n_classes_left_out": int(len(head.class_names) - len(sub))})
+    macro = _macro(preds, probs, boots, summary, "auc", level, lambda head, sub: {
+        "n_classes": int(len(sub)), "n_classes_left_out": int(len(head.class_names) - len(sub))})
     return RocCurves(preds.task, [h.name for h in preds.heads()], pd.concat(curves, ignore_index=True),
                      pd.concat(bands, ignore_index=True) if bands else pd.DataFrame(), summary,
-                     pd.DataFrame(macro), n_boot, level, left, **bootstrap_unit(preds))
+                     macro, n_boot, level, left, **bootstrap_unit(preds))
+
+
+def _resampled(preds: Predictions, probs: list[Problem], n_boot: int, seed: int) -> list[dict]:
+    """Each problem's resampled AUC, AP and ROC band; coherent across the classes of a multi-class head."""
+    groups = preds.groups
+    return [bootstrap_ranking(p.y, p.s, n_boot, seed, coherent=p.multiclass, groups=groups) if n_boot else {}
+            for p in probs]
+
+
+def _macro(preds: Predictions, probs: list[Problem], boots: list[dict], summary: pd.DataFrame, metric: str,
+           level: float, extra) -> pd.DataFrame:
+    """Per multi-class head: the mean of `metric` over its classes, its interval from the per-resample
+    means, and `extra(head, its summary rows)`."""
+    rows = []
+    for head in preds.heads():
+        sub = summary[summary["head"] == head.name]
+        if head.kind != "multiclass" or sub.empty:
+            continue
+        classes = [b[metric] for p, b in zip(probs, boots, strict=True) if p.head == head.name and b]
+        lo, hi = interval(np.nanmean(np.column_stack(classes), axis=1), level) if classes else (None, None)
+        rows.append({"head": head.name, metric: float(sub[metric].mean()), f"{metric}_low": lo,
+                     f"{metric}_high": hi, **extra(head, sub)})
+    return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------- PR
@@ -432,36 +426,24 @@ class PrCurves:
 
 def pr_analysis(preds: Predictions, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> PrCurves:
     probs, left = _two_class_problems(preds, "a precision-recall curve")
-    groups = preds.groups
-    curves, rows, macro = [], [], []
-    boot_by_head: dict[str, list[np.ndarray]] = {}
-    kinds = {h.name: h.kind for h in preds.heads()}
-    for p in probs:
-        multi = kinds[p.head] == "multiclass"
+    boots = _resampled(preds, probs, n_boot, seed)
+    curves, rows = [], []
+    for p, boot in zip(probs, boots, strict=True):
         prec, rec, thr = precision_recall_curve(p.y, p.s)
         curves.append(pd.DataFrame({"head": p.head, "class": p.cls, "recall": rec, "precision": prec,
                                     "threshold": np.r_[thr, np.nan]}))
         ap = float(average_precision_score(p.y, p.s))
-        boot = bootstrap_ranking(p.y, p.s, n_boot, seed, coherent=multi, groups=groups) if n_boot else {}
         lo, hi = interval(boot.get("ap", []), level)
-        if n_boot:
-            boot_by_head.setdefault(p.head, []).append(boot["ap"])
         ft, f1 = max_f1_point(p.y, p.s)
         r = rates(counts_at(p.y, p.s, np.array([ft])))
         rows.append({"head": p.head, "class": p.cls, "n_pos": int(p.y.sum()), "n": int(len(p.y)), "ap": ap,
                      "ap_low": lo, "ap_high": hi, "prevalence": float(p.y.mean()), "f1_threshold": ft,
                      "max_f1": f1, "f1_precision": float(r["precision"][0]), "f1_recall": float(r["recall"][0])})
     summary = pd.DataFrame(rows)
-    for head in preds.heads():
-        sub = summary[summary["head"] == head.name]
-        if head.kind != "multiclass" or sub.empty:
-            continue
-        boots = boot_by_head.get(head.name)
-        lo, hi = interval(np.nanmean(np.column_stack(boots), axis=1), level) if boots else (None, None)
-        macro.append({"head": head.name, "ap": float(sub["ap"].mean()), "ap_low": lo, "ap_high": hi,
-                      "prevalence": float(sub["prevalence"].mean()), "n_classes": int(len(sub))})
+    macro = _macro(preds, probs, boots, summary, "ap", level, lambda head, sub: {
+        "prevalence": float(sub["prevalence"].mean()), "n_classes": int(len(sub))})
     return PrCurves(preds.task, [h.name for h in preds.heads()], pd.concat(curves, ignore_index=True), summary,
-                    pd.DataFrame(macro), n_boot, level, left, **bootstrap_unit(preds))
+                    macro, n_boot, level, left, **bootstrap_unit(preds))
 
 
 # --------------------------------------------------------------------------- metrics vs threshold
@@ -493,9 +475,7 @@ def threshold_analysis(preds: Predictions, threshold="auto") -> ThresholdMetrics
     heads = {h.name: h for h in preds.heads()}
     for p in probs:
         fine, coarse = _grids(p.s, p.probabilities)
-        head = heads[p.head]
-        t_chosen, rule = choose_threshold(p.y, p.s, threshold, p.probabilities) if head.kind == "binary" \
-            else choose_threshold(p.y, p.s, threshold, True)
+        t_chosen, rule = choose_threshold(p.y, p.s, threshold, p.probabilities)
         t_f1, f1 = max_f1_point(p.y, p.s)
         chosen.append({"head": p.head, "class": p.cls, "threshold": t_chosen, "rule": rule,
                        "max_f1_threshold": t_f1, "max_f1": f1})
@@ -511,19 +491,23 @@ def threshold_analysis(preds: Predictions, threshold="auto") -> ThresholdMetrics
     curves_df = pd.concat(curves, ignore_index=True)
     table_df = pd.concat(table, ignore_index=True)
     for name, head in heads.items():  # macro rows for multi-class heads
-        if head.kind == "multiclass":
-            sub = curves_df[curves_df["head"] == name]
-            if not sub.empty:
-                mac = sub.groupby("threshold", as_index=False)[["precision", "recall", "f1", "accuracy",
-                                                                "specificity"]].mean()
-                mac.insert(0, "class", "macro")
-                mac.insert(0, "head", name)
-                curves_df = pd.concat([curves_df, mac], ignore_index=True)
-    rule = str(threshold)
-    return ThresholdMetrics(preds.task, list(heads), curves_df, table_df, pd.DataFrame(chosen), rule)
+        sub = curves_df[curves_df["head"] == name]
+        if head.kind == "multiclass" and not sub.empty:
+            mac = sub.groupby("threshold", as_index=False)[["precision", "recall", "f1", "accuracy",
+                                                            "specificity"]].mean()
+            curves_df = pd.concat([curves_df, mac.assign(head=name, **{"class": "macro"})], ignore_index=True)
+    return ThresholdMetrics(preds.task, list(heads), curves_df, table_df, pd.DataFrame(chosen),
+                            str(threshold))
 
 
 # --------------------------------------------------------------------------- score distributions
+def histogram_frame(v: np.ndarray, edges: np.ndarray, keys: dict) -> pd.DataFrame:
+    """The `keys` columns, then bin_lo, bin_hi, count and density of v over edges."""
+    counts, _ = np.histogram(v, bins=edges)
+    dens = counts / (counts.sum() * np.diff(edges)) if counts.sum() else np.zeros(len(edges) - 1)
+    return pd.DataFrame({**keys, "bin_lo": edges[:-1], "bin_hi": edges[1:], "count": counts, "density": dens})
+
+
 @dataclass
 class ScoreDistributions:
     """Class-conditional histograms of the score (binary) or of each class's probability (one-vs-rest)."""
@@ -546,27 +530,17 @@ def score_distributions(preds: Predictions, bins: int = 30, threshold="auto") ->
         for p in problems(head):
             lo, hi = (0.0, 1.0) if p.probabilities else (float(p.s.min()), float(p.s.max()))
             edges = np.linspace(lo, hi if hi > lo else lo + 1, bins + 1)
-            if head.kind == "binary":
-                groups = [(head.class_names[0], p.y == 0), (head.class_names[1], p.y == 1)]
-            else:
-                groups = [(f"other than {p.cls}", p.y == 0), (f"true {p.cls}", p.y == 1)]
-            for gname, mask in groups:
-                v = p.s[mask]
-                counts, _ = np.histogram(v, bins=edges)
-                width = np.diff(edges)
-                dens = counts / (counts.sum() * width) if counts.sum() else np.zeros_like(width)
-                hist.append(pd.DataFrame({"head": p.head, "class": p.cls, "group": gname, "bin_lo": edges[:-1],
-                                          "bin_hi": edges[1:], "count": counts, "density": dens}))
+            names = [f"other than {p.cls}", f"true {p.cls}"] if p.multiclass else head.class_names[:2]
+            for code, gname in enumerate(names):  # label 0, then label 1
+                v = p.s[p.y == code]
+                hist.append(histogram_frame(v, edges, {"head": p.head, "class": p.cls, "group": gname}))
                 q = np.quantile(v, [0.25, 0.5, 0.75]) if len(v) else [np.nan] * 3
                 stats.append({"head": p.head, "class": p.cls, "group": gname, "n": int(len(v)),
                               "mean": float(v.mean()) if len(v) else None, "median": float(q[1]),
                               "q1": float(q[0]), "q3": float(q[2])})
-            if p.both:
-                ks = ks_2samp(p.s[p.y == 1], p.s[p.y == 0])
-                sep.append({"head": p.head, "class": p.cls, "ks": float(ks.statistic), "ks_pvalue": float(ks.pvalue),
-                            "threshold": t_head})
-            else:
-                sep.append({"head": p.head, "class": p.cls, "ks": None, "ks_pvalue": None, "threshold": t_head})
+            ks = ks_2samp(p.s[p.y == 1], p.s[p.y == 0]) if p.both else None
+            sep.append({"head": p.head, "class": p.cls, "ks": None if ks is None else float(ks.statistic),
+                        "ks_pvalue": None if ks is None else float(ks.pvalue), "threshold": t_head})
     return ScoreDistributions(preds.task, [h.name for h in preds.heads()], pd.concat(hist, ignore_index=True),
                               pd.DataFrame(stats), pd.DataFrame(sep), bool(preds.probabilities), bins)
 
@@ -642,11 +616,8 @@ class SliceMetrics:
 
 def _group_values(meta: pd.DataFrame, col: str, limit: int = 30) -> tuple[list, str | None]:
     counts = meta[col].astype(str).value_counts()
-    note = None
-    if len(counts) > limit:
-        note = f"{col}: {len(counts)} values, the {limit} largest shown"
-        counts = counts.iloc[:limit]
-    return list(counts.index), note
+    note = f"{col}: {len(counts)} values, the {limit} largest shown" if len(counts) > limit else None
+    return list(counts.index[:limit]), note
 
 
 def slice_metrics(preds: Predictions, group_columns: list[str] | None = None, n_boot: int = 1000, seed: int = 0,
@@ -668,7 +639,7 @@ def slice_metrics(preds: Predictions, group_columns: list[str] | None = None, n_
             for value in values:
                 mask = key == value
                 rows.append({"head": head.name, "column": col, "value": value,
-                             **_slice_row(head, mask, t, n_boot, seed, level, subset_groups(groups, mask))})
+                             **_slice_row(head, mask, t, n_boot, seed, level, groups)})
     table = pd.DataFrame(rows)
     primary = "mae" if preds.task == "regression" else "accuracy"
     asc = preds.task != "regression"
@@ -684,20 +655,21 @@ def _ci_cols(name: str, point: float | None, samples: np.ndarray | None, level: 
 
 def _slice_row(head: HeadView, mask: np.ndarray, t: float | None, n_boot: int, seed: int, level: float,
                groups: np.ndarray | None = None) -> dict:
-    """One slice's metrics; `groups`: the slice's rows' group codes (dense) to resample whole groups."""
+    """One slice's metrics; `groups`: all rows' group codes, to resample whole groups."""
     y, s = head.y[mask], head.scores[mask]
     n = int(mask.sum())
+    if groups is not None:  # the slice's groups, made dense again (groups absent from it are not drawn)
+        groups = np.unique(groups[mask], return_inverse=True)[1].astype(np.int64)
     if groups is not None and len(groups) and int(groups.max()) == 0:
         n_boot = 0  # the slice is one group: resampling it says nothing about the spread
     if head.kind == "regression":
         err = s - y
         vals = np.column_stack([np.abs(err), err ** 2, err])
-        boot = bootstrap_means(vals, n_boot, seed, groups) if n_boot and n > 1 else None
-        return {"n": n, **_ci_cols("mae", float(np.abs(err).mean()), None if boot is None else boot[:, 0], level),
-                **_ci_cols("rmse", float(np.sqrt((err ** 2).mean())), None if boot is None else np.sqrt(boot[:, 1]), level),
-                **_ci_cols("bias", float(err.mean()), None if boot is None else boot[:, 2], level)}
-    sub = HeadView(head.name, head.kind, y, s, head.class_names, head.probabilities)
-    correct = (predicted_labels(sub, t) == y).astype(float)
+        boot = bootstrap_means(vals, n_boot, seed, groups) if n_boot and n > 1 else np.zeros((0, 3))
+        return {"n": n, **_ci_cols("mae", float(np.abs(err).mean()), boot[:, 0], level),
+                **_ci_cols("rmse", float(np.sqrt((err ** 2).mean())), np.sqrt(boot[:, 1]), level),
+                **_ci_cols("bias", float(err.mean()), boot[:, 2], level)}
+    correct = (predicted_labels(head, t)[mask] == y).astype(float)
     out = {"n": n}
     if head.kind == "binary":
         pos = (y == 1).astype(float)
@@ -716,17 +688,15 @@ def _slice_row(head: HeadView, mask: np.ndarray, t: float | None, n_boot: int, s
                 boot.append(np.column_stack([a / total, b / wp, c / (total - wp)]))
             if ranked is not None:
                 aucs.append(ranked.stats(w, ap=False)["auc"])
-        boot = np.concatenate(boot) if boot else None
+        # no resamples: no interval; no positives (negatives): recall (specificity) is NaN in every resample
+        boot = np.concatenate(boot) if boot else np.zeros((0, 3))
         out.update({"n_pos": npos, "positive_rate": float(pos.mean())})
-        out.update(_ci_cols("accuracy", float(correct.mean()), None if boot is None else boot[:, 0], level))
-        out.update(_ci_cols("recall", float(correct[y == 1].mean()) if npos else None,
-                            None if boot is None or not npos else boot[:, 1], level))
-        out.update(_ci_cols("specificity", float(correct[y == 0].mean()) if npos < n else None,
-                            None if boot is None or npos == n else boot[:, 2], level))
-        if both:
-            out.update(_ci_cols("auc", float(roc_auc_score(y, s)), np.concatenate(aucs) if aucs else None, level))
-        else:
-            out.update({"auc": None, "auc_low": None, "auc_high": None})
+        out.update(_ci_cols("accuracy", float(correct.mean()), boot[:, 0], level))
+        out.update(_ci_cols("recall", float(correct[y == 1].mean()) if npos else None, boot[:, 1], level))
+        out.update(_ci_cols("specificity", float(correct[y == 0].mean()) if npos < n else None, boot[:, 2],
+                            level))
+        out.update(_ci_cols("auc", float(roc_auc_score(y, s)) if both else None,
+                            np.concatenate(aucs) if aucs else None, level))
     else:
         boot = bootstrap_means(correct, n_boot, seed, groups) if n_boot and n > 1 else None
         out.update(_ci_cols("accuracy", float(correct.mean()), boot, level))
@@ -741,8 +711,8 @@ class Pixels(dict):
     the pixels themselves (`.array`, (m, H, W) or (m, H, W, 3) in [0, 1]) are not written out."""
 
     def __init__(self, array: np.ndarray | None, note: str = ""):
-        shape = None if array is None else list(array.shape)
-        super().__init__(shape=shape, note=note or "pixels are drawn, not stored in the JSON")
+        super().__init__(shape=None if array is None else list(array.shape),
+                         note=note or "pixels are drawn, not stored in the JSON")
         self.array = array
         self.overlays: np.ndarray | None = None  # (m, h, w) attribution maps in [0, 1], set by the pipeline
 
@@ -809,64 +779,57 @@ def _head_frame(head: HeadView, t: float | None) -> pd.DataFrame:
     n = len(head.y)
     names = np.asarray(head.class_names, dtype=object)
     if head.kind == "binary":
-        score = head.scores
         case = np.where(head.y == 1, np.where(pred == 1, "TP", "FN"), np.where(pred == 1, "FP", "TN"))
-        return pd.DataFrame({"row": np.arange(n), "case": case, "label": names[head.y],
-                             "predicted": names[pred], "score": score})
-    p_true = head.scores[np.arange(n), head.y]
-    p_pred = head.scores[np.arange(n), pred]
-    case = np.where(pred == head.y, "correct", "wrong")
-    return pd.DataFrame({"row": np.arange(n), "case": case, "label": names[head.y],
-                         "predicted": names[pred], "score": p_pred, "p_true": p_true})
+        scores = {"score": head.scores}
+    else:
+        case = np.where(pred == head.y, "correct", "wrong")
+        scores = {"score": head.scores[np.arange(n), pred], "p_true": head.scores[np.arange(n), head.y]}
+    return pd.DataFrame({"row": np.arange(n), "case": case, "label": names[head.y], "predicted": names[pred],
+                         **scores})
 
 
 def hardest_samples(preds: Predictions, k: int = 12, threshold="auto", images: np.ndarray | None = None) -> SampleSelection:
     """FN with the lowest scores and FP with the highest (binary); wrong with the lowest true-class
     probability (multi-class): the most confidently wrong samples."""
-    parts, thresholds, cases = [], {}, []
-    for head in classification_heads(preds, "hardest samples"):
-        t, rule = head_threshold(head, threshold)
-        thresholds[head.name] = t
-        f = _head_frame(head, t)
-        cases += [c for c in (["FN", "FP"] if head.kind == "binary" else ["wrong"]) if c not in cases]
-        if head.kind == "binary":
-            fn = f[f["case"] == "FN"].sort_values("score", kind="mergesort").head(k)
-            fp = f[f["case"] == "FP"].sort_values("score", ascending=False, kind="mergesort").head(k)
-            sel = [fn.assign(rank=np.arange(1, len(fn) + 1)), fp.assign(rank=np.arange(1, len(fp) + 1))]
-        else:
-            wrong = f[f["case"] == "wrong"].sort_values("p_true", kind="mergesort").head(k)
-            sel = [wrong.assign(rank=np.arange(1, len(wrong) + 1))]
-        for s in sel:
-            parts.append(s.assign(head=head.name))
-    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-    if table.empty:
-        raise NotApplicable("no misclassified sample at the chosen threshold")
-    return _with_samples(preds, table, thresholds, images, "hardest", cases, str(threshold))
+    def pick(head: HeadView, f: pd.DataFrame) -> tuple[list[str], list[pd.DataFrame]]:
+        if head.kind != "binary":
+            return ["wrong"], [f[f["case"] == "wrong"].sort_values("p_true", kind="mergesort").head(k)]
+        fn, fp = f[f["case"] == "FN"], f[f["case"] == "FP"]
+        return ["FN", "FP"], [fn.sort_values("score", kind="mergesort").head(k),
+                              fp.sort_values("score", ascending=False, kind="mergesort").head(k)]
+
+    return _select(preds, "hardest samples", threshold, images, "hardest", pick)
 
 
 def case_gallery(preds: Predictions, per_case: int = 6, threshold="auto",
                  images: np.ndarray | None = None) -> SampleSelection:
     """Examples of each case (TP, TN, FP, FN; multi-class: correct, wrong), spread evenly over the score
     range within the case (from the most to the least confident), so the gallery is representative."""
-    parts, thresholds, cases = [], {}, []
-    for head in classification_heads(preds, "a case gallery"):
-        t, _ = head_threshold(head, threshold)
-        thresholds[head.name] = t
-        f = _head_frame(head, t)
+    def pick(head: HeadView, f: pd.DataFrame) -> tuple[list[str], list[pd.DataFrame]]:
         order = ["TP", "TN", "FP", "FN"] if head.kind == "binary" else ["correct", "wrong"]
-        cases += [c for c in order if c not in cases]
+        chosen = []
         for case in order:
             sub = f[f["case"] == case].sort_values("score", ascending=case in ("FN", "TN"), kind="mergesort")
-            if sub.empty:
-                continue
-            pick = np.unique(np.round(np.linspace(0, len(sub) - 1, min(per_case, len(sub)))).astype(int))
-            sub = sub.iloc[pick]
-            parts.append(sub.assign(rank=np.arange(1, len(sub) + 1), head=head.name))
+            if not sub.empty:
+                spread = np.round(np.linspace(0, len(sub) - 1, min(per_case, len(sub)))).astype(int)
+                chosen.append(sub.iloc[np.unique(spread)])
+        return order, chosen
+
+    return _select(preds, "a case gallery", threshold, images, "gallery", pick)
+
+
+def _select(preds: Predictions, what: str, threshold, images, kind: str, pick) -> SampleSelection:
+    """The samples `pick(head, the head's rows)` chooses, given as (its cases, the chosen rows per case)."""
+    parts, thresholds, cases = [], {}, []
+    for head in classification_heads(preds, what):
+        t, _ = head_threshold(head, threshold)
+        thresholds[head.name] = t
+        head_cases, chosen = pick(head, _head_frame(head, t))
+        cases += [c for c in head_cases if c not in cases]
+        parts += [s.assign(rank=np.arange(1, len(s) + 1), head=head.name) for s in chosen]
     table = pd.concat(parts, ignore_index=True)
-    return _with_samples(preds, table, thresholds, images, "gallery", cases, str(threshold))
-
-
-def _with_samples(preds, table, thresholds, images, kind, cases, rule) -> SampleSelection:
+    if table.empty:  # only the hardest samples can be none: a gallery shows every case present
+        raise NotApplicable("no misclassified sample at the chosen threshold")
     rows = table["row"].to_numpy()
     extra = pd.DataFrame(_sample_rows(preds, rows)).drop(columns=["row"])
     table = pd.concat([table.reset_index(drop=True), extra.reset_index(drop=True)], axis=1)
@@ -874,7 +837,7 @@ def _with_samples(preds, table, thresholds, images, kind, cases, rule) -> Sample
     table["thumbnail"] = np.arange(len(table)) if pixels.array is not None else -1
     front = ["head", "case", "rank", "row", "sample_id"]
     table = table[front + [c for c in table.columns if c not in front]]
-    return SampleSelection(preds.task, kind, table, thresholds, pixels, cases, rule)
+    return SampleSelection(preds.task, kind, table, thresholds, pixels, cases, str(threshold))
 
 
 # --------------------------------------------------------------------------- regression
@@ -916,21 +879,16 @@ def regression_fit(preds: Predictions, n_boot: int = 1000, seed: int = 0, level:
     err = yhat - y
     point = {"mae": mean_absolute_error(y, yhat), "rmse": float(np.sqrt(mean_squared_error(y, yhat))),
              "r2": r2_score(y, yhat) if len(y) > 1 else np.nan, "bias": float(err.mean())}
-    boot: dict[str, list] = {k: [] for k in point}
+    boot = {}
     if n_boot and len(y) > 1:
         vals = np.column_stack([np.abs(err), err ** 2, err, y, y ** 2])
-        for w in resample_counts(len(y), n_boot, seed, groups=preds.groups):
-            W = w.sum(1)
-            m = weighted_sums(w, vals) / W[:, None]
-            var_y = m[:, 4] - m[:, 3] ** 2
-            boot["mae"].append(m[:, 0])
-            boot["rmse"].append(np.sqrt(m[:, 1]))
-            boot["bias"].append(m[:, 2])
-            with np.errstate(invalid="ignore", divide="ignore"):
-                boot["r2"].append(1 - m[:, 1] / var_y)
+        m = bootstrap_means(vals, n_boot, seed, preds.groups)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            boot = {"mae": m[:, 0], "rmse": np.sqrt(m[:, 1]), "r2": 1 - m[:, 1] / (m[:, 4] - m[:, 3] ** 2),
+                    "bias": m[:, 2]}
     rows = []
     for k, v in point.items():
-        lo, hi = interval(np.concatenate(boot[k]), level) if boot[k] else (None, None)
+        lo, hi = interval(boot[k], level) if k in boot else (None, None)
         rows.append({"metric": k, "value": float(v), "low": lo, "high": hi})
     return RegressionFit(len(y), pd.DataFrame({"y_true": y, "y_pred": yhat}), pd.DataFrame(rows), n_boot, level,
                          **bootstrap_unit(preds))

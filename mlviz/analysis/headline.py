@@ -34,29 +34,19 @@ def headline_metrics(predictions: Predictions, results: dict, threshold="auto") 
     per_head: dict[str, dict[str, float]] = {}
     roc, pr, cal = (results.get((BEST, k)) for k in ("roc_curve", "precision_recall", "calibration"))
     for head in predictions.heads():
-        m: dict[str, float] = {}
         t, _ = head_threshold(head, threshold)
         pred = predicted_labels(head, t)
-        m["accuracy"] = float((pred == head.y).mean())
+        m: dict[str, float] = {"accuracy": float((pred == head.y).mean())}
         if head.kind == "binary":
             tp = int(((pred == 1) & (head.y == 1)).sum())
             denom = int((pred == 1).sum() + (head.y == 1).sum())
             m["f1"] = 2 * tp / denom if denom else 0.0
             m["threshold"] = float(t)
-        if roc is not None:
-            if head.kind == "binary":
-                sub = roc.summary[roc.summary["head"] == head.name]
-                if len(sub):
-                    m["auc"] = float(sub["auc"].iloc[0])
-            elif len(roc.macro):
-                sub = roc.macro[roc.macro["head"] == head.name]
-                if len(sub):
-                    m["auc"] = float(sub["auc"].iloc[0])
-        if pr is not None:
-            src = pr.summary if head.kind == "binary" else pr.macro
-            sub = src[src["head"] == head.name] if len(src) else src
+        for res, key in ((roc, "auc"), (pr, "ap")):  # binary: the head's row; multi-class: the macro mean
+            src = None if res is None else res.summary if head.kind == "binary" else res.macro
+            sub = src[src["head"] == head.name] if src is not None and len(src) else []
             if len(sub):
-                m["ap"] = float(sub["ap"].iloc[0])
+                m[key] = float(sub[key].iloc[0])
         if cal is not None:
             for r in cal.metrics[cal.metrics["head"] == head.name].to_dict(orient="records"):
                 m[r["metric"]] = float(r["value"])

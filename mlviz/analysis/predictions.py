@@ -113,10 +113,9 @@ class ColumnMap:
                 kw[key] = value
             elif key not in ("images",):  # the contract's image file is for the loader, not the table
                 raise MlvizError(f"unknown column-map key '{key}' (known: {', '.join(sorted(known))})")
-        if isinstance(kw.get("scores"), str):
-            kw["scores"] = [kw["scores"]]
-        if isinstance(kw.get("group_columns"), str):
-            kw["group_columns"] = [kw["group_columns"]]
+        for key in ("scores", "group_columns"):
+            if isinstance(kw.get(key), str):
+                kw[key] = [kw[key]]
         if kw.get("task") is not None and kw["task"] not in TASKS:
             raise MlvizError(f"column map: task must be one of {', '.join(TASKS)}, not '{kw['task']}'")
         return cls(**kw)
@@ -153,14 +152,6 @@ class HeadView:
     scores: np.ndarray  # binary (n,) positive-class score; multiclass (n, k); regression (n,)
     class_names: list[str]
     probabilities: bool = True
-
-    @property
-    def classes_present(self) -> int:
-        return int(len(np.unique(self.y))) if self.kind != "regression" else 0
-
-    @property
-    def label(self) -> str:
-        return self.name or "output"
 
 
 @dataclass
@@ -202,15 +193,12 @@ class Predictions:
         return self.epoch_column is not None and self.epoch_column in self.metadata.columns
 
     def epochs(self) -> list:
-        if not self.has_epochs:
-            return []
-        return sorted(pd.unique(self.metadata[self.epoch_column]).tolist())
+        return sorted(pd.unique(self.metadata[self.epoch_column]).tolist()) if self.has_epochs else []
 
     def subset(self, mask) -> Predictions:
         mask = np.asarray(mask)
         return replace(self, y_true=self.y_true[mask], scores=self.scores[mask],
-                       metadata=self.metadata.loc[mask].reset_index(drop=True) if mask.dtype == bool
-                       else self.metadata.iloc[mask].reset_index(drop=True))
+                       metadata=self.metadata.iloc[mask].reset_index(drop=True))
 
     def at_epoch(self, epoch) -> Predictions:
         return self.subset(self.metadata[self.epoch_column].to_numpy() == epoch)
@@ -245,19 +233,16 @@ class Predictions:
     def heads(self) -> list[HeadView]:
         if self.task == "regression":
             return [HeadView("", "regression", self.y_true.astype(float), self.scores.astype(float), [], False)]
-        if self.task == "binary":
-            return [HeadView("", "binary", self.y_true, self.scores, self.class_names, self.probabilities)]
-        if self.task == "multiclass":
-            return [HeadView("", "multiclass", self.y_true, self.scores, self.class_names, True)]
+        if self.task in ("binary", "multiclass"):
+            return [HeadView("", self.task, self.y_true, self.scores, self.class_names,
+                             self.probabilities or self.task == "multiclass")]
         out = []
         for h, name in enumerate(self.head_names):
             classes = self.head_classes[h] if self.head_classes else self.class_names
-            k = len(classes)
-            probs = self.scores[:, h, :k]
-            if k == 2:
-                out.append(HeadView(name, "binary", self.y_true[:, h], probs[:, 1], classes, True))
-            else:
-                out.append(HeadView(name, "multiclass", self.y_true[:, h], probs, classes, True))
+            probs = self.scores[:, h, :len(classes)]
+            binary = len(classes) == 2
+            out.append(HeadView(name, "binary" if binary else "multiclass", self.y_true[:, h],
+                                probs[:, 1] if binary else probs, classes, True))
         return out
 
 
@@ -267,12 +252,8 @@ def dense_codes(values) -> np.ndarray:
     s = pd.Series(values).reset_index(drop=True)
     missing = s.isna().to_numpy()
     codes = np.zeros(len(s), dtype=np.int64)
-    if (~missing).any():
-        _, inv = np.unique(s[~missing].astype(str).to_numpy(), return_inverse=True)
-        codes[~missing] = inv
-    if missing.any():
-        start = int(codes[~missing].max()) + 1 if (~missing).any() else 0
-        codes[missing] = start + np.arange(int(missing.sum()))
+    names, codes[~missing] = np.unique(s[~missing].astype(str).to_numpy(), return_inverse=True)
+    codes[missing] = len(names) + np.arange(int(missing.sum()))
     return codes
 
 
@@ -325,8 +306,9 @@ def _encode_labels(raw: pd.Series, classes: list[str] | None, col: str, positive
     if raw.dtype == bool:
         raw = raw.astype(int)
     uniq = pd.unique(raw.to_numpy())
+    numeric = pd.to_numeric(raw, errors="coerce")
+    codes = numeric.notna().all() and (numeric % 1 == 0).all() and numeric.min() >= 0  # already 0..k-1
     if binary:
-        numeric = pd.to_numeric(raw, errors="coerce")
         if numeric.notna().all() and set(numeric.unique().tolist()) <= {0, 1}:
             names = list(classes) if classes and len(classes) == 2 else ["0", "1"]
             return numeric.to_numpy().astype(int), names
@@ -344,30 +326,22 @@ def _encode_labels(raw: pd.Series, classes: list[str] | None, col: str, positive
     svals = raw.astype(str).str.replace(r"\.0$", "", regex=True)
     if classes is not None:
         if set(svals.unique()) <= set(classes):
-            lookup = {c: i for i, c in enumerate(classes)}
-            return svals.map(lookup).to_numpy().astype(int), list(classes)
-        numeric = pd.to_numeric(raw, errors="coerce")
-        if numeric.notna().all() and (numeric % 1 == 0).all() and numeric.min() >= 0 and numeric.max() < len(classes):
+            return svals.map({c: i for i, c in enumerate(classes)}).to_numpy().astype(int), list(classes)
+        if codes and numeric.max() < len(classes):
             return numeric.to_numpy().astype(int), list(classes)
         extra = sorted(set(svals.unique()) - set(classes))[:6]
         raise MlvizError(f"label column '{col}' holds values {extra} that are not among the classes "
                          f"{list(classes)[:12]} (named by the score columns)")
-    numeric = pd.to_numeric(raw, errors="coerce")
-    if numeric.notna().all() and (numeric % 1 == 0).all() and numeric.min() >= 0:
-        k = int(numeric.max()) + 1
-        return numeric.to_numpy().astype(int), [str(i) for i in range(k)]
+    if codes:
+        return numeric.to_numpy().astype(int), [str(i) for i in range(int(numeric.max()) + 1)]
     names = sorted(svals.unique())
-    lookup = {c: i for i, c in enumerate(names)}
-    return svals.map(lookup).to_numpy().astype(int), names
+    return svals.map({c: i for i, c in enumerate(names)}).to_numpy().astype(int), names
 
 
 # --------------------------------------------------------------------------- layout detection
 def _first(columns, names) -> str | None:
     lower = {c.lower(): c for c in columns}
-    for name in names:
-        if name in lower:
-            return lower[name]
-    return None
+    return next((lower[name] for name in names if name in lower), None)
 
 
 def _prefixed(columns, prefixes) -> tuple[str | None, list[str]]:
@@ -474,10 +448,7 @@ def _list(cols, limit: int = 15) -> str:
 
 
 def _class_from(col: str) -> str:
-    for prefix in PROB_PREFIXES + ("score_",):
-        if col.lower().startswith(prefix):
-            return col[len(prefix):]
-    return col
+    return next((col[len(p):] for p in PROB_PREFIXES + ("score_",) if col.lower().startswith(p)), col)
 
 
 def _strip_head(col: str, head: str) -> str:
@@ -523,10 +494,9 @@ def _read_single(df: pd.DataFrame, cmap: ColumnMap) -> dict:
     if len(classes) != len(scores):
         raise MlvizError(f"column map names {len(classes)} classes but {len(scores)} score columns")
     y, names = _encode_labels(df[label], classes, label)
-    if len(scores) == 2 and cmap.task != "multiclass":
-        return {"task": "binary", "y_true": y, "scores": values[:, 1], "class_names": names, "probabilities": True,
-                "source": {"label": label, "scores": scores}}
-    return {"task": "multiclass", "y_true": y, "scores": values, "class_names": names, "probabilities": True,
+    binary = len(scores) == 2 and cmap.task != "multiclass"
+    return {"task": "binary" if binary else "multiclass", "y_true": y,
+            "scores": values[:, 1] if binary else values, "class_names": names, "probabilities": True,
             "source": {"label": label, "scores": scores}}
 
 
@@ -735,16 +705,14 @@ def predictions_from_arrays(y_true, scores, task: str | None = None, class_names
         flat = s if task == "multiclass" else s.reshape(-1, s.shape[-1])
         _check_sums(flat, ["scores[..., 0]", f"scores[..., {s.shape[-1] - 1}]"])
     if task == "binary":
-        in_range = bool(((s >= 0) & (s <= 1)).all())
-        probabilities = in_range if probabilities is None else probabilities
+        if probabilities is None:
+            probabilities = bool(((s >= 0) & (s <= 1)).all())
         if probabilities:
             _check_probabilities(s, ["scores"])
     if task != "regression":
         y = y.astype(int)
-    if task == "multiclass" and class_names is None:
-        class_names = [str(i) for i in range(s.shape[1])]
-    if task == "binary" and class_names is None:
-        class_names = ["0", "1"]
+        if class_names is None:
+            class_names = [str(i) for i in range(2 if task == "binary" else s.shape[-1])]
     if task == "multioutput":
         head_names = head_names or [f"head{h}" for h in range(s.shape[1])]
         class_names = class_names or [str(i) for i in range(s.shape[2])]

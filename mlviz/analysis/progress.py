@@ -23,21 +23,22 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from mlviz.analysis import NotApplicable
-from mlviz.analysis.calibration import expected_calibration_error
+from mlviz.analysis.calibration import calibration_targets, expected_calibration_error, per_sample_losses
 from mlviz.analysis.diagnostics import (
     Pixels,
     bootstrap_means,
     bootstrap_ranking,
     bootstrap_unit,
-    choose_threshold,
+    class_name,
     counts_at,
+    head_threshold,
+    histogram_frame,
     interval,
+    predicted_labels,
     rates,
     thumbnails,
 )
 from mlviz.analysis.predictions import HeadView, Predictions
-
-EPS = np.finfo(np.float64).eps
 
 
 def _need_epochs(per_epoch: Predictions | None, what: str, minimum: int = 2) -> list:
@@ -58,16 +59,16 @@ def _epoch_score(head: HeadView) -> np.ndarray:
     return head.scores[np.arange(len(head.y)), head.y]
 
 
-def _correct(head: HeadView, threshold: float | None) -> np.ndarray:
+def _two_groups(head: HeadView) -> tuple[np.ndarray, np.ndarray]:
+    """Binary: the negatives' and the positives' scores. Multi-class, per sample: the largest probability
+    of another class, and the true class's."""
     if head.kind == "binary":
-        return (head.scores >= threshold).astype(int) == head.y
-    return np.argmax(head.scores, axis=1) == head.y
-
-
-def _threshold(head: HeadView, rule) -> tuple[float | None, str]:
-    if head.kind != "binary":
-        return None, "arg-max class"
-    return choose_threshold(head.y, head.scores, rule, head.probabilities)
+        return head.scores[head.y == 0], head.scores[head.y == 1]
+    p = head.scores.copy()
+    rows = np.arange(len(p))
+    p_true = p[rows, head.y]
+    p[rows, head.y] = -1
+    return p.max(axis=1), p_true
 
 
 # --------------------------------------------------------------------------- metrics per epoch
@@ -93,38 +94,30 @@ def metrics_evolution(per_epoch: Predictions, n_boot: int = 200, seed: int = 0, 
         at = per_epoch.at_epoch(e)
         groups = at.groups  # dense within the epoch: each epoch resamples its own groups
         for head in at.heads():
-            t, _ = _threshold(head, threshold)
+            t, _ = head_threshold(head, threshold)
             row = {"head": head.name, "epoch": e, "n": int(len(head.y)), "threshold": t}
-            correct = _correct(head, t).astype(float)
+            correct = (predicted_labels(head, t) == head.y).astype(float)
             boot = bootstrap_means(correct, n_boot, seed, groups) if n_boot and len(correct) > 1 else None
             lo, hi = interval(boot, level) if boot is not None else (None, None)
             row.update({"accuracy": float(correct.mean()), "accuracy_low": lo, "accuracy_high": hi})
             if head.kind == "binary":
-                both = 0 < head.y.sum() < len(head.y)
                 r = rates(counts_at(head.y, head.scores, np.array([t])))
                 row.update({k: float(r[k][0]) for k in ("precision", "recall", "f1", "specificity")})
-                if both:
+                if 0 < head.y.sum() < len(head.y):
                     b = bootstrap_ranking(head.y, head.scores, n_boot, seed, grid=None, groups=groups) \
                         if n_boot else {}
                     lo, hi = interval(b.get("auc", []), level)
                     row.update({"auc": float(roc_auc_score(head.y, head.scores)), "auc_low": lo, "auc_high": hi,
                                 "ap": float(average_precision_score(head.y, head.scores))})
-                if head.probabilities:
-                    p_true = np.where(head.y == 1, head.scores, 1 - head.scores)
-                    row.update({"ece": expected_calibration_error(head.scores, head.y, n_bins),
-                                "brier": float(np.mean((head.scores - head.y) ** 2)),
-                                "nll": float(-np.log(np.clip(p_true, EPS, 1 - EPS)).mean())})
             else:
-                k = head.scores.shape[1]
-                present = [c for c in range(k) if 0 < (head.y == c).sum() < len(head.y)]
+                present = [c for c in range(head.scores.shape[1]) if 0 < (head.y == c).sum() < len(head.y)]
                 if present:
                     row["auc"] = float(np.mean([roc_auc_score(head.y == c, head.scores[:, c]) for c in present]))
-                top = head.scores.max(axis=1)
-                p_true = head.scores[np.arange(len(head.y)), head.y]
-                onehot = np.eye(k)[head.y]
-                row.update({"ece": expected_calibration_error(top, correct, n_bins, float32=True),
-                            "brier": float(((head.scores - onehot) ** 2).sum(axis=1).mean()),
-                            "nll": float(-np.log(np.clip(p_true, EPS, 1 - EPS)).mean())})
+            if head.kind != "binary" or head.probabilities:  # binary: positive class; multi-class: top label
+                main, _ = calibration_targets(head)
+                brier, nll = per_sample_losses(head)
+                row.update({"ece": expected_calibration_error(main.conf, main.outcome, n_bins, main.float32),
+                            "brier": float(brier.mean()), "nll": float(nll.mean())})
             rows.append(row)
     table = pd.DataFrame(rows)
     best = []
@@ -157,8 +150,7 @@ class ScoreEvolution:
 def checkpoint_epochs(epochs: list, k: int = 6) -> list:
     if len(epochs) <= k:
         return list(epochs)
-    pick = np.unique(np.round(np.linspace(0, len(epochs) - 1, k)).astype(int))
-    return [epochs[i] for i in pick]
+    return [epochs[i] for i in np.unique(np.round(np.linspace(0, len(epochs) - 1, k)).astype(int))]
 
 
 def score_evolution(per_epoch: Predictions, checkpoints: int = 6, bins: int = 30, threshold="max_f1") -> ScoreEvolution:
@@ -166,25 +158,15 @@ def score_evolution(per_epoch: Predictions, checkpoints: int = 6, bins: int = 30
     chosen = checkpoint_epochs(epochs, checkpoints)
     hist, stats, thr = [], [], []
     raw = per_epoch.task == "binary" and not per_epoch.probabilities
-    lo_all = float(per_epoch.scores.min()) if raw else 0.0
-    hi_all = float(per_epoch.scores.max()) if raw else 1.0
+    lo_all, hi_all = (float(per_epoch.scores.min()), float(per_epoch.scores.max())) if raw else (0.0, 1.0)
     edges = np.linspace(lo_all, hi_all if hi_all > lo_all else lo_all + 1, bins + 1)
     for e in chosen:
         for head in per_epoch.at_epoch(e).heads():
-            t, _ = _threshold(head, threshold)
+            t, _ = head_threshold(head, threshold)
             thr.append({"head": head.name, "epoch": e, "threshold": t})
-            if head.kind == "binary":
-                groups = [(head.class_names[0], head.scores[head.y == 0]), (head.class_names[1], head.scores[head.y == 1])]
-            else:
-                p = head.scores.copy()
-                p_true = p[np.arange(len(p)), head.y]
-                p[np.arange(len(p)), head.y] = -1
-                groups = [("max P(other class)", p.max(axis=1)), ("P(true class)", p_true)]
-            for g, v in groups:
-                counts, _ = np.histogram(v, bins=edges)
-                dens = counts / (counts.sum() * np.diff(edges)) if counts.sum() else np.zeros(bins)
-                hist.append(pd.DataFrame({"head": head.name, "epoch": e, "group": g, "bin_lo": edges[:-1],
-                                          "bin_hi": edges[1:], "count": counts, "density": dens}))
+            names = head.class_names[:2] if head.kind == "binary" else ["max P(other class)", "P(true class)"]
+            for g, v in zip(names, _two_groups(head), strict=True):
+                hist.append(histogram_frame(v, edges, {"head": head.name, "epoch": e, "group": g}))
                 q = np.quantile(v, [0.25, 0.5, 0.75]) if len(v) else [np.nan] * 3
                 stats.append({"head": head.name, "epoch": e, "group": g, "n": int(len(v)), "q1": float(q[0]),
                               "median": float(q[1]), "q3": float(q[2])})
@@ -235,6 +217,13 @@ def _head_views(per_epoch: Predictions, al: _Aligned) -> list[list[HeadView]]:
     return [per_epoch.subset(al.rows[i]).heads() for i in range(len(al.epochs))]
 
 
+def _epoch_thresholds(views: list[list[HeadView]], h: int, epochs: list, rule, thr: list[dict]) -> list:
+    """Head h's threshold at every epoch, each also recorded in `thr`."""
+    ts = [head_threshold(v[h], rule)[0] for v in views]
+    thr += [{"head": views[-1][h].name, "epoch": e, "threshold": t} for e, t in zip(epochs, ts, strict=True)]
+    return ts
+
+
 # --------------------------------------------------------------------------- trajectories
 @dataclass
 class SampleTrajectories:
@@ -257,21 +246,17 @@ def sample_trajectories(per_epoch: Predictions, per_class: int = 15, threshold="
     for h, head_last in enumerate(views[-1]):
         S = np.stack([_epoch_score(v[h]) for v in views])  # (E, n)
         y = head_last.y
-        for i, e in enumerate(epochs):
-            t, _ = _threshold(views[i][h], threshold)
-            thr.append({"head": head_last.name, "epoch": e, "threshold": t})
-        classes = np.unique(y)
-        for c in classes:
+        _epoch_thresholds(views, h, epochs, threshold, thr)
+        for c in np.unique(y):
             cols = np.flatnonzero(y == c)
-            name = head_last.class_names[int(c)] if int(c) < len(head_last.class_names) else str(c)
+            name = class_name(head_last, c)
             q = np.quantile(S[:, cols], [0.25, 0.5, 0.75], axis=1)
             bands.append(pd.DataFrame({"head": head_last.name, "group": name, "epoch": epochs, "q1": q[0],
                                        "median": q[1], "q3": q[2]}))
             order = cols[np.argsort(S[-1, cols], kind="mergesort")]
             pick = order[np.unique(np.round(np.linspace(0, len(order) - 1, min(per_class, len(order)))).astype(int))]
-            for j in pick:
-                traj.append(pd.DataFrame({"head": head_last.name, "sample_id": al.ids[j], "label": name,
-                                          "epoch": epochs, "score": S[:, j]}))
+            traj += [pd.DataFrame({"head": head_last.name, "sample_id": al.ids[j], "label": name,
+                                   "epoch": epochs, "score": S[:, j]}) for j in pick]
     score = "score" if per_epoch.task == "binary" else "probability of the true class"
     return SampleTrajectories(per_epoch.task, [h.name for h in views[-1]], epochs, pd.concat(traj, ignore_index=True),
                               pd.concat(bands, ignore_index=True), pd.DataFrame(thr), score, al.rows.shape[1],
@@ -312,20 +297,14 @@ def late_bloomers(per_epoch: Predictions, threshold="max_f1", top: int = 30, ima
     counts, learned, trans, tables, thr = [], [], [], [], []
     thumb_rows: list[int] = []
     for h, last in enumerate(views[-1]):
-        R = np.zeros((len(epochs), len(last.y)), dtype=bool)
-        for i, e in enumerate(epochs):
-            t, _ = _threshold(views[i][h], threshold)
-            thr.append({"head": last.name, "epoch": e, "threshold": t})
-            R[i] = _correct(views[i][h], t)
+        ts = _epoch_thresholds(views, h, epochs, threshold, thr)
+        R = np.array([predicted_labels(v[h], t) == v[h].y for v, t in zip(views, ts, strict=True)])
         flips = (R[1:] != R[:-1]).sum(axis=0)
         first, final = R[0], R[-1]
-        cat = np.full(len(first), "", dtype=object)
-        cat[first & final & (flips == 0)] = "always right"
-        cat[~first & ~final & (flips == 0)] = "never right"
-        cat[~first & final] = "late bloomer"
-        cat[first & ~final] = "forgotten"
-        cat[first & final & (flips > 0)] = "unstable, ends right"
-        cat[~first & ~final & (flips > 0)] = "unstable, ends wrong"
+        # the first matching condition wins; after the first two, first == final
+        cat = np.select([~first & final, first & ~final, first & (flips == 0), ~first & (flips == 0), first],
+                        ["late bloomer", "forgotten", "always right", "never right", "unstable, ends right"],
+                        "unstable, ends wrong")
         n = len(cat)
         for c in CATEGORIES:
             k = int((cat == c).sum())
@@ -334,16 +313,13 @@ def late_bloomers(per_epoch: Predictions, threshold="max_f1", top: int = 30, ima
         stays = np.flip(np.logical_and.accumulate(np.flip(R, axis=0), axis=0), axis=0)
         learned_idx = np.where(stays.any(axis=0), np.argmax(stays, axis=0), -1)
         bloom = np.flatnonzero(cat == "late bloomer")
-        le = np.array([epochs[i] for i in learned_idx[bloom]]) if len(bloom) else np.array([])
-        for e in epochs[1:]:
-            learned.append({"head": last.name, "epoch": e, "n": int((le == e).sum()) if len(le) else 0})
-        for i in range(1, len(epochs)):
-            trans.append({"head": last.name, "epoch": epochs[i], "became_right": int((~R[i - 1] & R[i]).sum()),
-                          "became_wrong": int((R[i - 1] & ~R[i]).sum())})
+        learned += [{"head": last.name, "epoch": epochs[i], "n": int((learned_idx[bloom] == i).sum())}
+                    for i in range(1, len(epochs))]
+        trans += [{"head": last.name, "epoch": epochs[i], "became_right": int((~R[i - 1] & R[i]).sum()),
+                   "became_wrong": int((R[i - 1] & ~R[i]).sum())} for i in range(1, len(epochs))]
         s_first, s_last = _epoch_score(views[0][h]), _epoch_score(last)
-        order = bloom[np.lexsort((-flips[bloom], -learned_idx[bloom]))] if len(bloom) else bloom
-        order = order[:top]
-        name = [last.class_names[int(v)] if int(v) < len(last.class_names) else str(v) for v in last.y[order]]
+        order = bloom[np.lexsort((-flips[bloom], -learned_idx[bloom]))][:top]
+        name = [class_name(last, v) for v in last.y[order]]
         tables.append(pd.DataFrame({"head": last.name, "sample_id": al.ids[order], "label": name,
                                     "learned_epoch": [epochs[i] for i in learned_idx[order]],
                                     "flips": flips[order], "first_score": s_first[order], "last_score": s_last[order],
@@ -351,8 +327,7 @@ def late_bloomers(per_epoch: Predictions, threshold="max_f1", top: int = 30, ima
         if h == 0:
             thumb_rows = list(al.rows[-1][order[:n_thumbnails]])
     table = pd.concat(tables, ignore_index=True)
-    pixels, _ = thumbnails(images, per_epoch, np.asarray(thumb_rows, dtype=int)) if images is not None \
-        else (Pixels(None, "no images were given"), None)
+    pixels, _ = thumbnails(images, per_epoch, np.asarray(thumb_rows, dtype=int))
     table["thumbnail"] = -1
     if pixels.array is not None:
         first_head = table["head"] == table["head"].iloc[0]
@@ -380,17 +355,13 @@ def decision_boundary_evolution(per_epoch: Predictions, threshold="max_f1") -> D
     rows = []
     for e in epochs:
         for head in per_epoch.at_epoch(e).heads():
-            t, _ = _threshold(head, threshold)
+            t, _ = head_threshold(head, threshold)
             row = {"head": head.name, "epoch": e, "threshold": t}
+            a, b = _two_groups(head)
             if head.kind == "binary":
-                a, b = head.scores[head.y == 0], head.scores[head.y == 1]
-                row["youden_threshold"] = _threshold(head, "youden")[0]
+                row["youden_threshold"] = head_threshold(head, "youden")[0]
                 names = ("negative", "positive")
             else:
-                p = head.scores.copy()
-                b = p[np.arange(len(p)), head.y]
-                p[np.arange(len(p)), head.y] = -1
-                a = p.max(axis=1)
                 names = ("best other class", "true class")
                 row["accuracy"] = float((b > a).mean())
             for name, v in zip(names, (a, b), strict=True):

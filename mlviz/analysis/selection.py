@@ -48,21 +48,12 @@ def normalised_space(sweep: Sweep) -> np.ndarray:
             cols.append(dummies / np.sqrt(2.0))
     if not cols:
         return np.zeros((len(sweep.runs), 0))
-    space = np.nan_to_num(np.hstack(cols), nan=0.5)
-    return space / np.sqrt(max(len(sweep.varied_params), 1))
+    return np.nan_to_num(np.hstack(cols), nan=0.5) / np.sqrt(max(len(sweep.varied_params), 1))
 
 
-def select_candidates(
-    sweep: Sweep,
-    per_value_k: int = 5,
-    top_n: int = 10,
-    second_metric: str | None = None,
-    second_k: int = 5,
-    second_mode: str | None = None,
-    diversity: float = 0.0,
-    max_bins: int = 5,
-    per_value_params: list[str] | None = None,
-) -> CandidatePicks:
+def select_candidates(sweep: Sweep, per_value_k: int = 5, top_n: int = 10, second_metric: str | None = None,
+                      second_k: int = 5, second_mode: str | None = None, diversity: float = 0.0,
+                      max_bins: int = 5, per_value_params: list[str] | None = None) -> CandidatePicks:
     """Candidates in pick order; `per_value_params` limits phase 1 to some parameters (default all)."""
     runs = sweep.runs.reset_index(drop=True)
     if runs.empty:
@@ -78,16 +69,14 @@ def select_candidates(
     rows: list[dict] = []
     skipped = 0
 
-    def too_close(i: int) -> bool:
-        if diversity <= 0 or not picked:
-            return False
-        return float(np.min(np.linalg.norm(space[picked] - space[i], axis=1))) < diversity
+    def distance(i: int) -> float:  # to the nearest pick so far
+        return float(np.min(np.linalg.norm(space[picked] - space[i], axis=1)))
 
     def take(i: int, criterion: str, phase: str) -> bool:
         nonlocal skipped
         if configs[i] in picked_configs:
             return False
-        if too_close(i):
+        if diversity > 0 and picked and distance(i) < diversity:
             skipped += 1
             return False
         picked.append(i)
@@ -95,18 +84,22 @@ def select_candidates(
         rows.append({"index": i, "criterion": criterion, "phase": phase})
         return True
 
+    def take_first(indices, k: int, criterion: str, phase: str) -> None:
+        """Take from `indices` in order until k were taken (those passed over do not count)."""
+        got = 0
+        for i in indices:
+            if got >= k:
+                break
+            got += take(i, criterion, phase)
+
     # Phase 1: per value (or bin) of each hyperparameter, its best k runs.
     for spec in sweep.varied_params:
         if per_value_params is not None and spec.name not in per_value_params:
             continue
         binned = bin_param(runs[spec.column], spec, max_bins=max_bins)
         for level, label in enumerate(binned.labels):
-            members = [i for i in order if binned.codes[i] == level]
-            got = 0
-            for i in members:
-                if got >= per_value_k:
-                    break
-                got += take(i, f"{spec.name}={label}", "per_value")
+            take_first([i for i in order if binned.codes[i] == level], per_value_k, f"{spec.name}={label}",
+                       "per_value")
     # Phase 2: overall top n (max-min distance among the best 3n when diversity is on).
     pool = [i for i in order if configs[i] not in picked_configs]
     if diversity > 0:
@@ -114,18 +107,14 @@ def select_candidates(
         got = 0
         while pool and got < top_n:
             if picked:
-                dist = np.array([np.min(np.linalg.norm(space[picked] - space[i], axis=1)) for i in pool])
+                dist = [distance(i) for i in pool]
                 choice = pool[int(np.argmax(dist))]  # argmax keeps the better-scored on ties
             else:
                 choice = pool[0]
             pool.remove(choice)
             got += take(choice, f"overall_{sweep.objective}", "overall")
-    else:
-        got = 0
-        for i in pool:  # replicates of one configuration count once: go on until n distinct ones
-            if got >= top_n:
-                break
-            got += take(i, f"overall_{sweep.objective}", "overall")
+    else:  # replicates of one configuration count once: go on until n distinct ones
+        take_first(pool, top_n, f"overall_{sweep.objective}", "overall")
     # Phase 3: top by a second metric.
     if second_metric:
         col = METRIC_PREFIX + second_metric
@@ -137,28 +126,18 @@ def select_candidates(
         values = runs[col].to_numpy(dtype=float)
         order2 = [i for i in np.argsort(-s2sign * np.nan_to_num(values, nan=-np.inf * s2sign), kind="mergesort")
                   if np.isfinite(values[i])]
-        got = 0
-        for i in order2:
-            if got >= second_k:
-                break
-            got += take(i, f"top_{second_metric}", "second_metric")
+        take_first(order2, second_k, f"top_{second_metric}", "second_metric")
 
-    table = pd.DataFrame(rows)
-    if table.empty:
-        table = pd.DataFrame(columns=["index", "criterion", "phase"])
+    table = pd.DataFrame(rows, columns=["index", "criterion", "phase"])
     idx = table["index"].to_numpy(dtype=int)
-    out = pd.DataFrame({
-        "run_id": runs["run_id"].to_numpy()[idx],
-        "run_name": runs["run_name"].to_numpy()[idx],
-        "config": configs[idx],
-        "criterion": table["criterion"].to_numpy(),
-        "phase": table["phase"].to_numpy(),
-        "score": score[idx],
-    })
+    out = pd.DataFrame({"run_id": runs["run_id"].to_numpy()[idx],
+                        "run_name": runs["run_name"].to_numpy()[idx], "config": configs[idx],
+                        "criterion": table["criterion"].to_numpy(),
+                        "phase": table["phase"].to_numpy(), "score": score[idx]})
     for spec in sweep.varied_params:
         out[spec.name] = runs[spec.column].astype(object).to_numpy()[idx]
-    return CandidatePicks(
-        sweep.objective, sweep.mode, out, out["phase"].value_counts().to_dict(), skipped,
-        {"per_value_k": per_value_k, "per_value_params": per_value_params, "top_n": top_n, "second_metric": second_metric, "second_k": second_k,
-         "diversity": diversity, "max_bins": max_bins},
-    )
+    options = {"per_value_k": per_value_k, "per_value_params": per_value_params, "top_n": top_n,
+               "second_metric": second_metric, "second_k": second_k, "diversity": diversity,
+               "max_bins": max_bins}
+    return CandidatePicks(sweep.objective, sweep.mode, out, out["phase"].value_counts().to_dict(), skipped,
+                          options)

@@ -22,11 +22,6 @@ def _objective(sweep: Sweep) -> np.ndarray:
     return sweep.runs[sweep.objective_column].to_numpy(dtype=float)
 
 
-def _need_runs(sweep: Sweep, n: int, what: str) -> None:
-    if len(sweep.runs) < n:
-        raise NotApplicable(f"{what} needs at least {n} runs, the sweep has {len(sweep.runs)}")
-
-
 def _need_varied(sweep: Sweep, n: int, what: str) -> list[ParamSpec]:
     varied = sweep.varied_params
     if len(varied) < n:
@@ -34,6 +29,13 @@ def _need_varied(sweep: Sweep, n: int, what: str) -> list[ParamSpec]:
         fixed = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "") or "none"
         raise NotApplicable(f"{what} needs {n} varied parameter(s), found {len(varied)} (fixed: {fixed})")
     return varied
+
+
+def _ordered(varied: list[ParamSpec], params: list[str] | None) -> list[ParamSpec]:
+    """The varied parameters, those named in `params` first (in that order)."""
+    by_name = {p.name: p for p in varied}
+    first = [by_name[p] for p in (params or []) if p in by_name]
+    return first + [p for p in varied if p.name not in (params or [])]
 
 
 # --------------------------------------------------------------------------- importance
@@ -81,28 +83,22 @@ def _omega_squared(counts: np.ndarray, sums: np.ndarray, sum_y: np.ndarray, sum_
     return np.stack(out, axis=-1)
 
 
-def parameter_importance(
-    sweep: Sweep, n_boot: int = 500, max_bins: int = 10, seed: int = 0, forest: bool = True
-) -> ParameterImportance:
+def parameter_importance(sweep: Sweep, n_boot: int = 500, max_bins: int = 10, seed: int = 0,
+                         forest: bool = True) -> ParameterImportance:
     """Main-effect importance with bootstrap intervals; a whole bootstrap is two matrix products."""
     varied = _need_varied(sweep, 1, "parameter importance")
-    _need_runs(sweep, 4, "parameter importance")
+    if len(sweep.runs) < 4:
+        raise NotApplicable(f"parameter importance needs at least 4 runs, the sweep has {len(sweep.runs)}")
     y = _objective(sweep)
     n = len(y)
-    blocks, slices, n_levels, start = [], [], [], 0
-    for spec in varied:
-        binned = bin_param(sweep.runs[spec.column], spec, max_bins=max_bins, method="quantile")
-        onehot = np.zeros((n, binned.n_levels))
-        onehot[np.arange(n), binned.codes] = 1.0
-        blocks.append(onehot)
-        slices.append(slice(start, start + binned.n_levels))
-        n_levels.append(binned.n_levels)
-        start += binned.n_levels
-    design = np.hstack(blocks)
+    binned = [bin_param(sweep.runs[p.column], p, max_bins=max_bins, method="quantile") for p in varied]
+    n_levels = [b.n_levels for b in binned]
+    design = np.hstack([np.eye(b.n_levels)[b.codes] for b in binned])  # each parameter's levels, one-hot
+    ends = np.cumsum(n_levels)
+    slices = [slice(int(end - k), int(end)) for end, k in zip(ends, n_levels, strict=True)]
     yc = y - y.mean()  # centring keeps the sums of squares numerically stable
     point = _omega_squared(design.sum(0), (design * yc[:, None]).sum(0), yc.sum(), (yc**2).sum(), n, slices)
-    rng = np.random.default_rng(seed)
-    weights = bootstrap_counts(n, n_boot, rng)
+    weights = bootstrap_counts(n, n_boot, np.random.default_rng(seed))
     boot = _omega_squared(weights @ design, weights @ (design * yc[:, None]), weights @ yc, weights @ yc**2, n, slices)
     # Resampling duplicates runs, which inflates between-level variance: shift the percentile
     # interval by the bootstrap's own bias so a null parameter's interval straddles zero.
@@ -123,22 +119,12 @@ def parameter_importance(
     return ParameterImportance(
         objective=sweep.objective,
         method="omega-squared (binned one-way ANOVA), bias-corrected percentile bootstrap",
-        params=[varied[i].name for i in order],
-        importance=pick(point),
-        ci_low=pick(lo),
-        ci_high=pick(hi),
-        normalized=pick(normalized),
-        n_levels=[n_levels[i] for i in order],
-        main_effects_total=total,
-        forest_r2=forest_r2,
-        interactions=interactions,
-        unexplained=max(0.0, 1.0 - explained),
-        n_runs=n,
-        n_boot=n_boot,
+        params=[varied[i].name for i in order], importance=pick(point), ci_low=pick(lo), ci_high=pick(hi),
+        normalized=pick(normalized), n_levels=[n_levels[i] for i in order], main_effects_total=total,
+        forest_r2=forest_r2, interactions=interactions, unexplained=max(0.0, 1.0 - explained), n_runs=n,
+        n_boot=n_boot, main_effects_overlap=overlap,
         note=(f"main effects add up to {total:.0%}: the parameters were not sampled independently (an adaptive "
-              "sampler such as TPE, or a filtered grid), so their effects overlap" if overlap else None),
-        main_effects_overlap=overlap,
-    )
+              "sampler such as TPE, or a filtered grid), so their effects overlap" if overlap else None))
 
 
 def encode_params(sweep: Sweep, specs: list[ParamSpec]) -> np.ndarray:
@@ -162,13 +148,11 @@ def _forest_r2(sweep: Sweep, specs: list[ParamSpec], y: np.ndarray, seed: int, m
     from sklearn.ensemble import RandomForestRegressor
 
     x = encode_params(sweep, specs)
-    rng = np.random.default_rng(seed)
     if len(y) > max_rows:
-        idx = rng.choice(len(y), max_rows, replace=False)
+        idx = np.random.default_rng(seed).choice(len(y), max_rows, replace=False)
         x, y = x[idx], y[idx]
-    model = RandomForestRegressor(
-        n_estimators=48, min_samples_leaf=3, oob_score=True, random_state=seed, n_jobs=1
-    ).fit(x, y)
+    model = RandomForestRegressor(n_estimators=48, min_samples_leaf=3, oob_score=True, random_state=seed,
+                                  n_jobs=1).fit(x, y)
     return float(max(0.0, model.oob_score_))
 
 
@@ -197,15 +181,11 @@ class Heatmaps:
     params_left_out: list[str] = field(default_factory=list)
 
 
-def heatmaps(
-    sweep: Sweep, metric: str | None = None, params: list[str] | None = None, max_bins: int = 6,
-    max_params: int = 8, n_boot: int = 500, seed: int = 0,
-) -> Heatmaps:
+def heatmaps(sweep: Sweep, metric: str | None = None, params: list[str] | None = None, max_bins: int = 6,
+             max_params: int = 8, n_boot: int = 500, seed: int = 0) -> Heatmaps:
     """Mean metric per cell for every pair of varied parameters, with n and a bootstrap interval."""
     metric = metric or sweep.objective
-    varied = _need_varied(sweep, 2, "pairwise heatmaps")
-    by_name = {p.name: p for p in varied}
-    order = [by_name[p] for p in (params or []) if p in by_name] + [p for p in varied if p.name not in (params or [])]
+    order = _ordered(_need_varied(sweep, 2, "pairwise heatmaps"), params)
     chosen, left_out = order[:max_params], [p.name for p in order[max_params:]]
     y = sweep.runs[METRIC_PREFIX + metric].to_numpy(dtype=float)
     binned = {p.name: bin_param(sweep.runs[p.column], p, max_bins=max_bins) for p in chosen}
@@ -214,10 +194,8 @@ def heatmaps(
     for i, px in enumerate(chosen):
         for py in chosen[i + 1 :]:
             bx, by = binned[px.name], binned[py.name]
-            mean = [[None] * bx.n_levels for _ in range(by.n_levels)]
+            mean, lo, hi = ([[None] * bx.n_levels for _ in range(by.n_levels)] for _ in range(3))
             count = [[0] * bx.n_levels for _ in range(by.n_levels)]
-            lo = [[None] * bx.n_levels for _ in range(by.n_levels)]
-            hi = [[None] * bx.n_levels for _ in range(by.n_levels)]
             frame = pd.DataFrame({"x": bx.codes, "y": by.codes, "v": y}).dropna()
             for (cx, cy), vals in frame.groupby(["x", "y"])["v"]:
                 v = vals.to_numpy()
@@ -274,13 +252,10 @@ def _numeric_axis(x: np.ndarray, spec_kind: str, log: bool, name: str) -> tuple[
     return np.nan_to_num(pos, nan=-0.05), Axis(name, spec_kind, log, [float(p) for p in tick_pos], tick_lab)
 
 
-def parallel_coordinates(
-    sweep: Sweep, params: list[str] | None = None, top_k: int = 10, max_categories: int = 12
-) -> ParallelCoordinates:
+def parallel_coordinates(sweep: Sweep, params: list[str] | None = None, top_k: int = 10,
+                         max_categories: int = 12) -> ParallelCoordinates:
     """Axes log-scaled where the parameter is; categorical axes list their (folded) values."""
-    varied = _need_varied(sweep, 1, "parallel coordinates")
-    by_name = {p.name: p for p in varied}
-    order = [by_name[p] for p in (params or []) if p in by_name] + [p for p in varied if p.name not in (params or [])]
+    order = _ordered(_need_varied(sweep, 1, "parallel coordinates"), params)
     coords = {"run_id": sweep.runs["run_id"].to_numpy()}
     axes = []
     for spec in order:
@@ -297,13 +272,10 @@ def parallel_coordinates(
         coords[spec.name] = pos
         axes.append(axis)
     y = _objective(sweep)
-    pos, axis = _numeric_axis(y, "objective", False, sweep.objective)
-    coords[sweep.objective] = pos
+    coords[sweep.objective], axis = _numeric_axis(y, "objective", False, sweep.objective)
     axes.append(axis)
-    top = sweep.best(top_k)["run_id"].tolist()
-    frame = pd.DataFrame(coords)
-    frame["objective_value"] = y
-    return ParallelCoordinates(sweep.objective, sweep.mode, axes, frame, top)
+    frame = pd.DataFrame({**coords, "objective_value": y})
+    return ParallelCoordinates(sweep.objective, sweep.mode, axes, frame, sweep.best(top_k)["run_id"].tolist())
 
 
 # --------------------------------------------------------------------------- effects and comparisons
@@ -326,10 +298,8 @@ def level_stats(label: str, v: np.ndarray) -> LevelStats:
     q1, med, q3 = np.percentile(v, [25, 50, 75])
     iqr = q3 - q1
     inside = v[(v >= q1 - 1.5 * iqr) & (v <= q3 + 1.5 * iqr)]
-    return LevelStats(
-        label, len(v), float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else None,
-        float(med), float(q1), float(q3), float(inside.min()), float(inside.max()),
-    )
+    return LevelStats(label, len(v), float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else None,
+                      float(med), float(q1), float(q3), float(inside.min()), float(inside.max()))
 
 
 @dataclass
@@ -348,9 +318,7 @@ class ParameterEffects:
 
 def parameter_effects(sweep: Sweep, params: list[str] | None = None, max_bins: int = 8) -> ParameterEffects:
     """Distribution of the objective for each value (or bin) of each varied parameter."""
-    varied = _need_varied(sweep, 1, "parameter effects")
-    by_name = {p.name: p for p in varied}
-    order = [by_name[p] for p in (params or []) if p in by_name] + [p for p in varied if p.name not in (params or [])]
+    order = _ordered(_need_varied(sweep, 1, "parameter effects"), params)
     y = _objective(sweep)
     effects = []
     for spec in order:
@@ -385,9 +353,8 @@ def categorical_comparisons(sweep: Sweep, metric: str | None = None, max_levels:
             if len(v):
                 levels.append(level_stats(lab, v))
                 values[lab] = [float(x) for x in v]
-        out[f"{safe_name(spec.name)}_comparison_{safe_name(metric)}"] = CategoricalComparison(
-            spec.name, metric, sweep.mode, levels, values
-        )
+        key = f"{safe_name(spec.name)}_comparison_{safe_name(metric)}"
+        out[key] = CategoricalComparison(spec.name, metric, sweep.mode, levels, values)
     return out
 
 
@@ -396,15 +363,9 @@ def categorical_comparisons(sweep: Sweep, metric: str | None = None, max_levels:
 
 def main_metrics(sweep: Sweep, limit: int = 6) -> list[str]:
     """The objective first, then the metrics most runs logged that actually vary."""
-    table = sweep.runs
-    scored = []
-    for m in sweep.metrics:
-        if m == sweep.objective:
-            continue
-        col = table[METRIC_PREFIX + m]
-        if col.nunique(dropna=True) > 1:
-            scored.append((-col.notna().sum(), m))
-    return [sweep.objective] + [m for _, m in sorted(scored)[: limit - 1]]
+    cols = {m: sweep.runs[METRIC_PREFIX + m] for m in sweep.metrics if m != sweep.objective}
+    scored = sorted((-col.notna().sum(), m) for m, col in cols.items() if col.nunique(dropna=True) > 1)
+    return [sweep.objective] + [m for _, m in scored[: limit - 1]]
 
 
 @dataclass
@@ -474,20 +435,15 @@ class MetricCorrelations:
 
 def metric_correlations(sweep: Sweep, max_metrics: int = 20) -> MetricCorrelations:
     """Pearson and Spearman correlation between final metrics, with the pairwise n."""
-    varying = [m for m in main_metrics(sweep, limit=len(sweep.metrics) + 1)]
+    varying = main_metrics(sweep, limit=len(sweep.metrics) + 1)
     if len(varying) < 2:
         raise NotApplicable(f"correlations need two varying metrics, the sweep has {len(varying)}")
     chosen, left_out = varying[:max_metrics], varying[max_metrics:]
     frame = sweep.runs[[METRIC_PREFIX + m for m in chosen]]
     frame.columns = chosen
     present = frame.notna().astype(int)
-    return MetricCorrelations(
-        chosen,
-        frame.corr(method="pearson", min_periods=3).to_numpy().tolist(),
-        frame.corr(method="spearman", min_periods=3).to_numpy().tolist(),
-        (present.T @ present).to_numpy().tolist(),
-        left_out,
-    )
+    corr = [frame.corr(method=m, min_periods=3).to_numpy().tolist() for m in ("pearson", "spearman")]
+    return MetricCorrelations(chosen, *corr, (present.T @ present).to_numpy().tolist(), left_out)
 
 
 @dataclass
@@ -505,7 +461,5 @@ def optimization_history(sweep: Sweep) -> OptimizationHistory:
     y = _objective(sweep)
     best = np.minimum.accumulate(y) if sweep.mode == "min" else np.maximum.accumulate(y)
     best_idx = int(np.argmin(y) if sweep.mode == "min" else np.argmax(y))
-    return OptimizationHistory(
-        sweep.objective, sweep.mode, sweep.runs["run_id"].tolist(), y.tolist(), best.tolist(),
-        str(sweep.runs["run_id"].iloc[best_idx]),
-    )
+    return OptimizationHistory(sweep.objective, sweep.mode, sweep.runs["run_id"].tolist(), y.tolist(),
+                               best.tolist(), str(sweep.runs["run_id"].iloc[best_idx]))

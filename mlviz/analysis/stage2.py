@@ -38,8 +38,7 @@ def config_keys(sweep: Sweep, table: pd.DataFrame) -> pd.Series:
 
 def _stage1_scores(sweep: Sweep, s2: pd.DataFrame) -> tuple[pd.Series, str]:
     objective = sweep.objective
-    runs = sweep.runs
-    s1 = runs[runs["stage"] == 1]
+    s1 = sweep.runs[sweep.runs["stage"] == 1]
     by_id = s1.set_index("run_id")[sweep.objective_column]
     linked = s2["stage1_run_id"].map(by_id)
     if linked.notna().any():
@@ -48,8 +47,7 @@ def _stage1_scores(sweep: Sweep, s2: pd.DataFrame) -> tuple[pd.Series, str]:
         col = METRIC_PREFIX + prefix + objective
         if col in s2 and s2[col].notna().any():
             return s2[col], f"metric {prefix}{objective} logged by the stage-2 run"
-    keys1 = config_keys(sweep, s1)
-    means = s1.groupby(keys1)[sweep.objective_column].mean()
+    means = s1.groupby(config_keys(sweep, s1))[sweep.objective_column].mean()
     return config_keys(sweep, s2).map(means), "mean of stage-1 runs with the same configuration"
 
 
@@ -139,11 +137,9 @@ def stage_agreement(sweep: Sweep, n_boot: int = 1000, seed: int = 0) -> StageAgr
     best = int(np.argmax(sign * y))
     points = t[["config", "criterion", "stage1", "stage2_mean", "stage2_std", "n_seeds"]].copy()
     points["improvement"] = sign * (points["stage2_mean"] - points["stage1"])
-    return StageAgreement(
-        sweep.objective, sweep.mode, cand.stage1_source, len(t), rho, rho_ci, tau, tau_ci, k,
-        len(top1 & top2) / k, float(sign * (y[best] - y[picked])), t["config"][picked], t["config"][best],
-        points, n_boot,
-    )
+    return StageAgreement(sweep.objective, sweep.mode, cand.stage1_source, len(t), rho, rho_ci, tau, tau_ci,
+                          k, len(top1 & top2) / k, float(sign * (y[best] - y[picked])), t["config"][picked],
+                          t["config"][best], points, n_boot)
 
 
 # --------------------------------------------------------------------------- criteria, seeds
@@ -219,16 +215,13 @@ def seed_variance(sweep: Sweep) -> SeedVariance:
     else:
         var_between = 0.0
     total = var_between + ms_within
-    table = pd.DataFrame(
-        [{"config": c, "n_seeds": len(v), "mean": v.mean(), "std": v.std(ddof=1), "min": v.min(), "max": v.max()}
-         for c, v in groups.items()]
-    ).sort_values("mean", ascending=sweep.mode == "min", kind="mergesort").reset_index(drop=True)
-    return SeedVariance(
-        sweep.objective, sweep.mode, table, {c: v.tolist() for c, v in groups.items()},
-        float(var_between), float(ms_within),
-        float(var_between / total) if total > 0 else 0.0, float(ms_within / total) if total > 0 else 0.0,
-        k, int(n),
-    )
+    table = pd.DataFrame([{"config": c, "n_seeds": len(v), "mean": v.mean(), "std": v.std(ddof=1),
+                           "min": v.min(), "max": v.max()} for c, v in groups.items()])
+    table = table.sort_values("mean", ascending=sweep.mode == "min", kind="mergesort").reset_index(drop=True)
+    return SeedVariance(sweep.objective, sweep.mode, table, {c: v.tolist() for c, v in groups.items()},
+                        float(var_between), float(ms_within),
+                        float(var_between / total) if total > 0 else 0.0,
+                        float(ms_within / total) if total > 0 else 0.0, k, int(n))
 
 
 # --------------------------------------------------------------------------- learning curves
@@ -312,10 +305,8 @@ def best_config(sweep: Sweep) -> BestConfig:
     others = {m: float(runs[METRIC_PREFIX + m].mean()) for m in sweep.metrics
               if m != sweep.objective and runs[METRIC_PREFIX + m].notna().any()}
     return BestConfig(
-        sweep.objective, sweep.mode, best["config"],
-        {p.name: best[p.name] for p in sweep.varied_params},
+        sweep.objective, sweep.mode, best["config"], {p.name: best[p.name] for p in sweep.varied_params},
         {p.name: (p.values[0] if p.values else None) for p in sweep.fixed_params},
         float(best["stage2_mean"]), None if pd.isna(best["stage2_std"]) else float(best["stage2_std"]),
         int(best["n_seeds"]), None if pd.isna(best["stage1"]) else float(best["stage1"]), rank, len(cand),
-        best["criterion"], best["run_ids"].split(","), dict(list(others.items())[:12]),
-    )
+        best["criterion"], best["run_ids"].split(","), dict(list(others.items())[:12]))

@@ -14,8 +14,6 @@ def bootstrap_counts(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarra
 
     Working with counts instead of index arrays lets a whole bootstrap run as a few matrix products.
     """
-    if n == 0:
-        return np.zeros((n_boot, 0), dtype=np.float64)
     return rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
 
 
@@ -24,9 +22,8 @@ def percentile_interval(samples: np.ndarray, level: float = 0.95, axis: int = 0)
     return np.nanquantile(samples, alpha, axis=axis), np.nanquantile(samples, 1.0 - alpha, axis=axis)
 
 
-def bootstrap_mean_interval(
-    values: np.ndarray, n_boot: int, rng: np.random.Generator, level: float = 0.95
-) -> tuple[float | None, float | None]:
+def bootstrap_mean_interval(values: np.ndarray, n_boot: int, rng: np.random.Generator,
+                            level: float = 0.95) -> tuple[float | None, float | None]:
     """Percentile interval of the mean; None when fewer than two values make it meaningless."""
     values = np.asarray(values, dtype=float)
     if len(values) < 2:
@@ -46,13 +43,11 @@ def to_jsonable(obj):
         return [to_jsonable(v) for v in obj]
     if isinstance(obj, pd.DataFrame):
         return [to_jsonable(r) for r in obj.to_dict(orient="records")]
-    if isinstance(obj, pd.Series):
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, np.ndarray):
+    if isinstance(obj, (pd.Series, np.ndarray)):
         return to_jsonable(obj.tolist())
     if isinstance(obj, (np.bool_, bool)):
         return bool(obj)
-    if isinstance(obj, (np.integer,)):
+    if isinstance(obj, np.integer):
         return int(obj)
     if isinstance(obj, (np.floating, float)):
         f = float(obj)
