@@ -27,6 +27,12 @@ def resolve(ref: Callable | str) -> Callable:
     return getattr(importlib.import_module(module), func)
 
 
+def analysis(ref: str, *args, **kwargs):
+    """`mlviz.analysis.<ref>` ("module:function") called with the arguments, imported only now (so that
+    importing a figure table costs nothing)."""
+    return resolve(f"mlviz.analysis.{ref}")(*args, **kwargs)
+
+
 @dataclass(frozen=True)
 class FigureSpec:
     section: str
@@ -40,9 +46,6 @@ class FigureSpec:
 
     def render(self, result):
         return resolve(self.renderer)(result)
-
-    def outputs(self, result) -> dict[str, Any]:
-        return dict(result) if self.many else {self.key: result}
 
 
 def compute_all(specs, ctx, on_step: Callable[[str], None] | None = None) -> tuple[dict, dict, dict, list[dict]]:
@@ -61,7 +64,7 @@ def compute_all(specs, ctx, on_step: Callable[[str], None] | None = None) -> tup
             skipped.append({"section": spec.section, "figure": spec.key, "reason": str(exc)})
             continue
         ctx.results[spec.key] = result
-        for stem, item in spec.outputs(result).items():
+        for stem, item in (dict(result) if spec.many else {spec.key: result}).items():
             results[(spec.section, stem)] = item
             captions[(spec.section, stem)] = spec.caption
             renderers[(spec.section, stem)] = spec
@@ -70,18 +73,16 @@ def compute_all(specs, ctx, on_step: Callable[[str], None] | None = None) -> tup
 
 def as_report(kind: str, results: dict, captions: dict, specs: dict, skipped: list[dict]) -> Report:
     """compute_all's output as figures-as-data for `mlviz.publish`."""
-    figures = [Figure(section, stem, captions[(section, stem)], result, resolve(specs[(section, stem)].renderer),
-                      grid_key=_grid_key(specs[(section, stem)], stem))
-               for (section, stem), result in results.items()]
+    figures = []
+    for (section, stem), result in results.items():
+        spec = specs[(section, stem)]
+        figures.append(Figure(section, stem, captions[(section, stem)], result, resolve(spec.renderer),
+                              grid_key=spec.grid_key.replace("{stem}", stem) if spec.grid_key else None))
     return Report(kind, figures, list(skipped))
 
 
 def compute_figures(kind: str, specs, ctx, on_step: Callable[[str], None] | None = None) -> Report:
     return as_report(kind, *compute_all(specs, ctx, on_step))
-
-
-def _grid_key(spec: FigureSpec, stem: str) -> str | None:
-    return spec.grid_key.replace("{stem}", stem) if spec.grid_key else None
 
 
 EXTRA: dict[str, list[FigureSpec]] = {}  # section → specs added with register()

@@ -20,7 +20,7 @@ import numpy as np
 from mlviz.analysis import NotApplicable
 from mlviz.analysis.headline import headline_metrics
 from mlviz.analysis.predictions import Predictions
-from mlviz.figures import FigureSpec, compute_all, extra_specs
+from mlviz.figures import FigureSpec, analysis, compute_all, extra_specs
 
 BEST = "best_model"
 PROGRESS = "training_progress"
@@ -75,119 +75,28 @@ class DiagnosticsContext:
         return {"n_boot": int(o.n_boot), "seed": int(o.seed), "level": float(o.level)}
 
 
-# --------------------------------------------------------------------------- best_model computes
-def _roc(ctx):
-    from mlviz.analysis.diagnostics import roc_analysis
-
-    return roc_analysis(ctx.predictions, **ctx.boot)
-
-
-def _pr(ctx):
-    from mlviz.analysis.diagnostics import pr_analysis
-
-    return pr_analysis(ctx.predictions, **ctx.boot)
-
-
-def _thresholds(ctx):
-    from mlviz.analysis.diagnostics import threshold_analysis
-
-    return threshold_analysis(ctx.predictions, ctx.options.threshold)
-
-
-def _distributions(ctx):
-    from mlviz.analysis.diagnostics import score_distributions
-
-    return score_distributions(ctx.predictions, threshold=ctx.options.threshold)
-
-
-def _confusion(ctx):
-    from mlviz.analysis.diagnostics import confusion_analysis
-
-    return confusion_analysis(ctx.predictions, ctx.options.threshold)
-
-
-def _calibration(ctx):
-    from mlviz.analysis.calibration import calibration_analysis
-
-    return calibration_analysis(ctx.predictions, n_bins=int(ctx.options.n_bins), **ctx.boot)
-
-
+# --------------------------------------------------------------------------- computes
 def _slices(ctx):
-    from mlviz.analysis.diagnostics import slice_metrics
-
     if ctx.predictions.task == "regression":
         raise NotApplicable("regression predictions: see regression_error_by_slice")
-    return slice_metrics(ctx.predictions, ctx.options.group_columns, threshold=ctx.options.threshold,
-                         **ctx.boot)
-
-
-def _hardest(ctx):
-    from mlviz.analysis.diagnostics import hardest_samples
-
-    return hardest_samples(ctx.predictions, int(ctx.options.hardest_k), ctx.options.threshold, ctx.images)
+    return analysis("diagnostics:slice_metrics", ctx.predictions, ctx.options.group_columns,
+                    threshold=ctx.options.threshold, **ctx.boot)
 
 
 def _gallery(ctx):
-    from mlviz.analysis.diagnostics import case_gallery
-
     per = int(ctx.options.gallery_per_case or (6 if ctx.predictions.task != "multioutput" else 4))
-    return case_gallery(ctx.predictions, per, ctx.options.threshold, ctx.images)
+    return analysis("diagnostics:case_gallery", ctx.predictions, per, ctx.options.threshold, ctx.images)
 
 
-def _reg_fit(ctx):
-    from mlviz.analysis.diagnostics import regression_fit
-
-    return regression_fit(ctx.predictions, **ctx.boot)
-
-
-def _reg_residuals(ctx):
-    from mlviz.analysis.diagnostics import regression_residuals
-
-    return regression_residuals(ctx.predictions)
-
-
-def _reg_slices(ctx):
-    from mlviz.analysis.diagnostics import regression_error_by_slice
-
-    return regression_error_by_slice(ctx.predictions, ctx.options.group_columns, **ctx.boot)
-
-
-# --------------------------------------------------------------------------- training_progress computes
-def _progress_kw(ctx) -> dict:
-    return {"threshold": ctx.options.progress_threshold}
+def _progress(ctx, name: str, *args, **kw):
+    """The training_progress/ analysis `name` on the per-epoch predictions, at the progress threshold."""
+    return analysis(f"progress:{name}", ctx.per_epoch, *args, threshold=ctx.options.progress_threshold, **kw)
 
 
 def _metrics_evolution(ctx):
-    from mlviz.analysis.progress import metrics_evolution
-
     b = ctx.boot
-    n_boot = int(ctx.options.progress_n_boot or min(b["n_boot"], 200))
-    return metrics_evolution(ctx.per_epoch, n_boot=n_boot, seed=b["seed"], level=b["level"],
-                             n_bins=int(ctx.options.n_bins), **_progress_kw(ctx))
-
-
-def _score_evolution(ctx):
-    from mlviz.analysis.progress import score_evolution
-
-    return score_evolution(ctx.per_epoch, int(ctx.options.checkpoints), **_progress_kw(ctx))
-
-
-def _trajectories(ctx):
-    from mlviz.analysis.progress import sample_trajectories
-
-    return sample_trajectories(ctx.per_epoch, int(ctx.options.trajectories_per_class), **_progress_kw(ctx))
-
-
-def _late(ctx):
-    from mlviz.analysis.progress import late_bloomers
-
-    return late_bloomers(ctx.per_epoch, images=ctx.images, **_progress_kw(ctx))
-
-
-def _boundary(ctx):
-    from mlviz.analysis.progress import decision_boundary_evolution
-
-    return decision_boundary_evolution(ctx.per_epoch, **_progress_kw(ctx))
+    return _progress(ctx, "metrics_evolution", n_boot=int(ctx.options.progress_n_boot or min(b["n_boot"], 200)),
+                     seed=b["seed"], level=b["level"], n_bins=int(ctx.options.n_bins))
 
 
 BEST_MODEL_FIGURES: list[FigureSpec] = [
@@ -195,46 +104,70 @@ BEST_MODEL_FIGURES: list[FigureSpec] = [
                "ROC curve with AUC, its 95% bootstrap interval and a pointwise bootstrap band (whole groups "
                "resampled when rows share a patient/subject id: see the JSON's bootstrap_unit); ● Youden J and "
                "■ max-F1 operating points. Multi-class: one-vs-rest per class and the macro AUC; one panel per head.",
-               "two classes among the labels", _roc, f"{RD}:plot_roc_curve", grid_key="mlviz_roc_curve"),
+               "two classes among the labels",
+               lambda c: analysis("diagnostics:roc_analysis", c.predictions, **c.boot),
+               f"{RD}:plot_roc_curve", grid_key="mlviz_roc_curve"),
     FigureSpec(BEST, "precision_recall",
                "Precision-recall curve with average precision (95% bootstrap interval) and the no-skill baseline "
                "(the positive rate); the max-F1 point marked.",
-               "two classes among the labels", _pr, f"{RD}:plot_precision_recall", grid_key="mlviz_precision_recall"),
+               "two classes among the labels",
+               lambda c: analysis("diagnostics:pr_analysis", c.predictions, **c.boot),
+               f"{RD}:plot_precision_recall", grid_key="mlviz_precision_recall"),
     FigureSpec(BEST, "metrics_vs_threshold",
                "Precision, recall, F1, accuracy and specificity against the threshold (positive when score >= "
                "threshold), with a threshold table (TP/FP/TN/FN, specificity, support).",
-               "two classes among the labels", _thresholds, f"{RD}:plot_metrics_vs_threshold"),
+               "two classes among the labels",
+               lambda c: analysis("diagnostics:threshold_analysis", c.predictions, c.options.threshold),
+               f"{RD}:plot_metrics_vs_threshold"),
     FigureSpec(BEST, "score_distributions",
                "Class-conditional distributions of the score (multi-class: each class's probability, true class "
                "vs the rest), the threshold and the KS separation.",
-               "classification predictions", _distributions, f"{RD}:plot_score_distributions"),
+               "classification predictions",
+               lambda c: analysis("diagnostics:score_distributions", c.predictions,
+                                  threshold=c.options.threshold),
+               f"{RD}:plot_score_distributions"),
     FigureSpec(BEST, "confusion_matrix",
                "Counts and row percentages at the chosen threshold (0.5 for probabilities, else max-F1; the "
                "max-F1 matrix beside it when different); multi-class: arg-max.",
-               "classification predictions", _confusion, f"{RD}:plot_confusion_matrix", grid_key="mlviz_confusion_matrix"),
+               "classification predictions",
+               lambda c: analysis("diagnostics:confusion_analysis", c.predictions, c.options.threshold),
+               f"{RD}:plot_confusion_matrix", grid_key="mlviz_confusion_matrix"),
     FigureSpec(BEST, "calibration",
                "Reliability diagram with the count per bin; ECE (equal-width and equal-mass bins), MCE, "
                "classwise ECE, Brier score and NLL with 95% bootstrap intervals.",
-               "probabilities", _calibration, f"{RD}:plot_calibration", grid_key="mlviz_calibration"),
+               "probabilities",
+               lambda c: analysis("calibration:calibration_analysis", c.predictions, n_bins=int(c.options.n_bins),
+                                  **c.boot),
+               f"{RD}:plot_calibration", grid_key="mlviz_calibration"),
     FigureSpec(BEST, "slice_metrics",
                "Metrics per value of each grouping column with 95% bootstrap intervals, worst slice first.",
                "a grouping column", _slices, f"{RD}:plot_slice_metrics"),
     FigureSpec(BEST, "hardest_samples",
                "The most confidently wrong samples: false negatives with the lowest scores, false positives "
                "with the highest (multi-class: lowest true-class probability), with images when available.",
-               "a misclassified sample", _hardest, f"{RD}:plot_hardest_samples"),
+               "a misclassified sample",
+               lambda c: analysis("diagnostics:hardest_samples", c.predictions, int(c.options.hardest_k),
+                                  c.options.threshold, c.images),
+               f"{RD}:plot_hardest_samples"),
     FigureSpec(BEST, "case_gallery",
                "TP / TN / FP / FN examples (multi-class: correct / wrong) spread over each case's score range.",
                "classification predictions", _gallery, f"{RD}:plot_case_gallery", grid_key="mlviz_case_gallery"),
     FigureSpec(BEST, "regression_predicted_vs_true",
                "Predicted against true values with y = x; MAE, RMSE, R² and bias with 95% bootstrap intervals.",
-               "regression predictions", _reg_fit, f"{RD}:plot_regression_predicted_vs_true", grid_key="mlviz_regression_predicted_vs_true"),
+               "regression predictions",
+               lambda c: analysis("diagnostics:regression_fit", c.predictions, **c.boot),
+               f"{RD}:plot_regression_predicted_vs_true", grid_key="mlviz_regression_predicted_vs_true"),
     FigureSpec(BEST, "regression_residuals",
                "Residuals (predicted − true) against the prediction with binned mean ± sd, and their histogram.",
-               "regression predictions", _reg_residuals, f"{RD}:plot_regression_residuals"),
+               "regression predictions",
+               lambda c: analysis("diagnostics:regression_residuals", c.predictions),
+               f"{RD}:plot_regression_residuals"),
     FigureSpec(BEST, "regression_error_by_slice",
                "MAE, RMSE and bias per value of each grouping column with 95% intervals, worst slice first.",
-               "regression predictions with a grouping column", _reg_slices, f"{RD}:plot_slice_metrics"),
+               "regression predictions with a grouping column",
+               lambda c: analysis("diagnostics:regression_error_by_slice", c.predictions, c.options.group_columns,
+                                  **c.boot),
+               f"{RD}:plot_slice_metrics"),
 ]
 
 PROGRESS_FIGURES: list[FigureSpec] = [
@@ -244,18 +177,25 @@ PROGRESS_FIGURES: list[FigureSpec] = [
                "per-epoch predictions", _metrics_evolution, f"{RP}:plot_metrics_evolution"),
     FigureSpec(PROGRESS, "score_evolution",
                "Class-conditional score distributions at checkpoint epochs, with each epoch's threshold (binary; multi-class: the arg-max class).",
-               "per-epoch predictions from two epochs", _score_evolution, f"{RP}:plot_score_evolution"),
+               "per-epoch predictions from two epochs",
+               lambda c: _progress(c, "score_evolution", int(c.options.checkpoints)),
+               f"{RP}:plot_score_evolution"),
     FigureSpec(PROGRESS, "sample_trajectories",
                "Scores of individual samples across epochs (spread over the final score range), each class's "
                "median and IQR, and the per-epoch threshold.",
-               "per-epoch predictions from two epochs", _trajectories, f"{RP}:plot_sample_trajectories"),
+               "per-epoch predictions from two epochs",
+               lambda c: _progress(c, "sample_trajectories", int(c.options.trajectories_per_class)),
+               f"{RP}:plot_sample_trajectories"),
     FigureSpec(PROGRESS, "late_bloomers",
                "Samples whose classification flipped, judged at each epoch's own threshold (multi-class: the arg-max class): how many, when "
                "they were learned, and the latest bloomers.",
-               "per-epoch predictions from two epochs", _late, f"{RP}:plot_late_bloomers"),
+               "per-epoch predictions from two epochs",
+               lambda c: _progress(c, "late_bloomers", images=c.images),
+               f"{RP}:plot_late_bloomers"),
     FigureSpec(PROGRESS, "decision_boundary_evolution",
                "The threshold and the separation of the classes' scores (medians, IQR, d') per epoch.",
-               "per-epoch predictions from two epochs", _boundary, f"{RP}:plot_decision_boundary_evolution"),
+               "per-epoch predictions from two epochs", lambda c: _progress(c, "decision_boundary_evolution"),
+               f"{RP}:plot_decision_boundary_evolution"),
 ]
 
 

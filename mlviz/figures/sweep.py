@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlviz.figures import FigureSpec
+from mlviz.analysis import NotApplicable
+from mlviz.figures import FigureSpec, analysis
 from mlviz.sweep import Sweep
+from mlviz.text import safe_name
 
 
 @dataclass
@@ -42,86 +46,41 @@ class Context:
         return {"n_boot": self.options.n_boot, "seed": self.options.seed}
 
 
-def _stage1(ctx: Context) -> Sweep:
-    from mlviz.analysis import NotApplicable
-
+def _stage1(ctx: Context, name: str | None = None, **kw):
+    """The stage-1 runs; with `name`, mlviz.analysis.stage1's `name` on them."""
     sweep = ctx.stage(1)
     if len(sweep.runs) == 0:
         raise NotApplicable("no stage-1 runs")
-    return sweep
-
-
-def _importance(ctx):
-    from mlviz.analysis.stage1 import parameter_importance
-
-    return parameter_importance(_stage1(ctx), **ctx.boot)
+    return analysis(f"stage1:{name}", sweep, **kw) if name else sweep
 
 
 def _heatmaps(ctx):
-    from mlviz.analysis.stage1 import heatmaps
-    from mlviz.text import safe_name
-
     s = _stage1(ctx)
-    result = heatmaps(s, params=ctx.importance_order(), **ctx.boot)
+    result = analysis("stage1:heatmaps", s, params=ctx.importance_order(), **ctx.boot)
     return {f"heatmaps_{safe_name(s.objective)}": result}
 
 
-def _parallel(ctx):
-    from mlviz.analysis.stage1 import parallel_coordinates
-
-    return parallel_coordinates(_stage1(ctx), params=ctx.importance_order(), top_k=10)
-
-
-def _effects(ctx):
-    from mlviz.analysis.stage1 import parameter_effects
-
-    return parameter_effects(_stage1(ctx), params=ctx.importance_order())
-
-
 def _top_k(ctx):
-    from mlviz.analysis.stage1 import top_k
-
-    result = top_k(_stage1(ctx), k=ctx.options.top_k)
+    result = _stage1(ctx, "top_k", k=ctx.options.top_k)
     order = ctx.importance_order()
     if order:  # the table shows the first parameters: the most important ones
         result.params = [p for p in order if p in result.params] + [p for p in result.params if p not in order]
     return result
 
 
-def _distributions(ctx):
-    from mlviz.analysis.stage1 import metric_distributions
-
-    return metric_distributions(_stage1(ctx))
-
-
-def _correlations(ctx):
-    from mlviz.analysis.stage1 import metric_correlations
-
-    return metric_correlations(_stage1(ctx))
-
-
-def _categorical(ctx):
-    from mlviz.analysis.stage1 import categorical_comparisons
-
-    return categorical_comparisons(_stage1(ctx))
-
-
-def _history(ctx):
-    from mlviz.analysis.stage1 import optimization_history
-
-    return optimization_history(_stage1(ctx))
+def _panels(ctx, keys, whose: str, **more) -> dict:
+    """The results a dashboard shows (None where skipped), unless it would have none."""
+    panels = {k: ctx.results.get(k) for k in keys} | more
+    if all(v is None for v in panels.values()):
+        raise NotApplicable(f"none of the {whose} panels could be made")
+    return panels
 
 
 def _dashboard(ctx):
-    from mlviz.analysis import NotApplicable
-
     s = _stage1(ctx)
-    panels = {k: ctx.results.get(k) for k in
-              ("parameter_importance", "optimization_history", "metric_distributions", "top_k_comparison")}
     hm = ctx.results.get("heatmaps")
-    panels["heatmaps"] = next(iter(hm.values())) if hm else None
-    if all(v is None for v in panels.values()):
-        raise NotApplicable("none of the dashboard's panels could be made")
+    panels = _panels(ctx, ("parameter_importance", "optimization_history", "metric_distributions",
+                           "top_k_comparison"), "dashboard's", heatmaps=next(iter(hm.values())) if hm else None)
     best = s.best(1)
     panels["_summary"] = {
         "n_runs": len(s.runs), "objective": s.objective, "mode": s.mode,
@@ -134,13 +93,8 @@ def candidate_names(ctx) -> dict[str, str]:
     """{configuration key: "#rank run name"}: stage-2 figures name candidates as the runs are named in
     MLflow (the seeds' common name, e.g. `cand06` for `cand06-seed0`/`cand06-seed1`), ranked by the
     stage-2 objective, so a reader can find them in the UI."""
-    import os
-    import re
-
-    from mlviz.analysis.stage2 import candidates
-
     if "_candidate_names" not in ctx.results:
-        table = candidates(ctx.sweep).table
+        table = analysis("stage2:candidates", ctx.sweep).table
         name_of = dict(zip(ctx.sweep.runs["run_id"], ctx.sweep.runs["run_name"], strict=True))
         names = {}
         for rank, row in enumerate(table.itertuples(), start=1):
@@ -152,8 +106,9 @@ def candidate_names(ctx) -> dict[str, str]:
     return ctx.results["_candidate_names"]
 
 
-def _named(ctx, result):
-    """The result with `config_names` (see candidate_names) for its renderer."""
+def _named(ctx, name: str, *args, **kw):
+    """mlviz.analysis.stage2's `name` on the sweep, with `config_names` (see candidate_names) for its renderer."""
+    result = analysis(f"stage2:{name}", ctx.sweep, *args, **kw)
     try:
         result.config_names = candidate_names(ctx)
     except Exception:  # noqa: BLE001 - names are a nicety; the figure stands without them
@@ -161,73 +116,22 @@ def _named(ctx, result):
     return result
 
 
-def _agreement(ctx):
-    from mlviz.analysis.stage2 import stage_agreement
-
-    return _named(ctx, stage_agreement(ctx.sweep, **ctx.boot))
-
-
-def _criteria(ctx):
-    from mlviz.analysis.stage2 import selection_criteria
-
-    return _named(ctx, selection_criteria(ctx.sweep))
-
-
-def _curves(ctx):
-    from mlviz.analysis.stage2 import learning_curves
-
-    return _named(ctx, learning_curves(ctx.sweep, ctx.histories))
-
-
-def _seeds(ctx):
-    from mlviz.analysis.stage2 import seed_variance
-
-    return _named(ctx, seed_variance(ctx.sweep))
-
-
 def _stage2_sweep(ctx) -> Sweep:
-    from mlviz.analysis.stage2 import _stage2
-
-    return _stage2(ctx.sweep)
+    return analysis("stage2:_stage2", ctx.sweep)
 
 
 def _hyperparams(ctx):
-    from mlviz.analysis import NotApplicable
-    from mlviz.analysis.stage1 import parameter_effects
-    from mlviz.text import safe_name
-
     s2 = _stage2_sweep(ctx)
     if not s2.varied_params:
         raise NotApplicable("no hyperparameter varies across the stage-2 runs")
-    return {f"hyperparam_{safe_name(e.param)}": e for e in parameter_effects(s2).effects}
-
-
-def _interactions(ctx):
-    from mlviz.analysis.stage1 import heatmaps
-
-    return heatmaps(_stage2_sweep(ctx), **ctx.boot)
-
-
-def _best_config(ctx):
-    from mlviz.analysis.stage2 import best_config
-
-    return _named(ctx, best_config(ctx.sweep))
-
-
-def _dashboard2(ctx):
-    from mlviz.analysis import NotApplicable
-
-    keys = ("stage2_quick_vs_full", "stage2_selection_criterion", "seed_variance", "best_config_summary")
-    panels = {k: ctx.results.get(k) for k in keys}
-    if all(v is None for v in panels.values()):
-        raise NotApplicable("none of the stage-2 dashboard's panels could be made")
-    return panels
+    return {f"hyperparam_{safe_name(e.param)}": e for e in analysis("stage1:parameter_effects", s2).effects}
 
 
 STAGE1 = "stage1"
 STAGE2 = "stage2"
 R1 = "mlviz.render.stage1"
 R2 = "mlviz.render.stage2"
+STAGE2_PANELS = ("stage2_quick_vs_full", "stage2_selection_criterion", "seed_variance", "best_config_summary")
 
 REGISTRY: list[FigureSpec] = [
     FigureSpec(STAGE1, "parameter_importance",
@@ -235,7 +139,8 @@ REGISTRY: list[FigureSpec] = [
                "intervals, and how much is left to interactions and noise; when the main effects overlap (an "
                "adaptive sampler such as TPE), their real sum beside what the parameters explain together "
                "(random-forest out-of-bag R²).",
-               "a varied parameter and 4 runs", _importance, f"{R1}:plot_importance"),
+               "a varied parameter and 4 runs",
+               lambda c: _stage1(c, "parameter_importance", **c.boot), f"{R1}:plot_importance"),
     FigureSpec(STAGE1, "heatmaps", "Mean objective per cell for each pair of the most important varied parameters, with n per "
                "cell; cells with fewer runs are drawn fainter.",
                "two varied parameters", _heatmaps, f"{R1}:plot_heatmaps", many=True),
@@ -243,21 +148,27 @@ REGISTRY: list[FigureSpec] = [
                "One line per run across the parameters (log axes where the parameter is log-scaled), "
                "coloured by the objective; the top 10 in red. Above 12 parameters, the 12 most important "
                "(the others named; all in the JSON).",
-               "a varied parameter", _parallel, f"{R1}:plot_parallel_coordinates"),
+               "a varied parameter",
+               lambda c: _stage1(c, "parallel_coordinates", params=c.importance_order(), top_k=10),
+               f"{R1}:plot_parallel_coordinates"),
     FigureSpec(STAGE1, "parameter_effects", "Box plots of the objective for each value or bin of each parameter, most important "
                "first (above 12 parameters, the others named; all in the JSON).",
-               "a varied parameter", _effects, f"{R1}:plot_parameter_effects"),
+               "a varied parameter", lambda c: _stage1(c, "parameter_effects", params=c.importance_order()),
+               f"{R1}:plot_parameter_effects"),
     FigureSpec(STAGE1, "top_k_comparison", "The best runs: their main metrics and parameters.",
                "one run", _top_k, f"{R1}:plot_top_k"),
     FigureSpec(STAGE1, "metric_distributions", "Histogram of every final metric, mean and median marked.",
-               "one run", _distributions, f"{R1}:plot_metric_distributions"),
+               "one run", lambda c: _stage1(c, "metric_distributions"),
+               f"{R1}:plot_metric_distributions"),
     FigureSpec(STAGE1, "metric_correlations", "Correlation between the final metrics.",
-               "two varying metrics", _correlations, f"{R1}:plot_metric_correlations"),
+               "two varying metrics", lambda c: _stage1(c, "metric_correlations"),
+               f"{R1}:plot_metric_correlations"),
     FigureSpec(STAGE1, "param_comparison", "For each categorical or boolean parameter: mean ± std, box plot, violin.",
-               "a varied categorical or boolean parameter", _categorical,
+               "a varied categorical or boolean parameter", lambda c: _stage1(c, "categorical_comparisons"),
                f"{R1}:plot_categorical_comparison", many=True),
     FigureSpec(STAGE1, "optimization_history", "The objective in run order with the best-so-far line.",
-               "one run", _history, f"{R1}:plot_optimization_history"),
+               "one run", lambda c: _stage1(c, "optimization_history"),
+               f"{R1}:plot_optimization_history"),
     FigureSpec(STAGE1, "stage1_summary_dashboard", "The key panels of the stage-1 analysis on one page.",
                "any stage-1 panel", _dashboard, f"{R1}:plot_dashboard",
                grid_key="mlviz_stage1_summary_dashboard"),
@@ -265,23 +176,29 @@ REGISTRY: list[FigureSpec] = [
                "Stage-1 score against stage-2 score per candidate with y = x, Spearman ρ and Kendall τ with "
                "bootstrap intervals, top-k overlap, the regret of picking by the stage-1 score; each candidate "
                "by name (#rank run name) from its stage-1 to its stage-2 score.",
-               "stage-2 runs with a stage-1 score", _agreement, f"{R2}:plot_agreement"),
+               "stage-2 runs with a stage-1 score", lambda c: _named(c, "stage_agreement", **c.boot),
+               f"{R2}:plot_agreement"),
     FigureSpec(STAGE2, "stage2_selection_criterion", "Stage-2 results grouped by why each candidate was selected.",
-               "the mlviz.selection_criterion tag", _criteria, f"{R2}:plot_criteria"),
+               "the mlviz.selection_criterion tag", lambda c: _named(c, "selection_criteria"),
+               f"{R2}:plot_criteria"),
     FigureSpec(STAGE2, "learning_curves",
                "Per-epoch curves of the top candidates (named by run, with their stage-2 rank); bands span "
                "the seeds of a configuration.",
-               "stage-2 metric histories", _curves, f"{R2}:plot_learning_curves"),
+               "stage-2 metric histories", lambda c: _named(c, "learning_curves", c.histories),
+               f"{R2}:plot_learning_curves"),
     FigureSpec(STAGE2, "seed_variance",
                "Spread over seeds per configuration, and the share of variance due to hyperparameters vs seeds.",
-               "configurations run with several seeds", _seeds, f"{R2}:plot_seed_variance"),
+               "configurations run with several seeds",
+               lambda c: _named(c, "seed_variance"), f"{R2}:plot_seed_variance"),
     FigureSpec(STAGE2, "hyperparam", "Each parameter's effect on the stage-2 objective.",
                "a hyperparameter varying across stage-2 runs", _hyperparams, f"{R2}:plot_hyperparam", many=True),
     FigureSpec(STAGE2, "hyperparameter_interactions", "Pairwise interaction heatmaps on the stage-2 objective.",
-               "two hyperparameters varying across stage-2 runs", _interactions, f"{R2}:plot_interactions"),
+               "two hyperparameters varying across stage-2 runs",
+               lambda c: analysis("stage1:heatmaps", _stage2_sweep(c), **c.boot),
+               f"{R2}:plot_interactions"),
     FigureSpec(STAGE2, "best_config_summary", "The best configuration and its scores.",
-               "stage-2 runs", _best_config, f"{R2}:plot_best_config"),
+               "stage-2 runs", lambda c: _named(c, "best_config"), f"{R2}:plot_best_config"),
     FigureSpec(STAGE2, "stage2_summary_dashboard", "The key panels of the stage-2 analysis on one page.",
-               "any stage-2 panel", _dashboard2, f"{R2}:plot_dashboard",
-               grid_key="mlviz_stage2_summary_dashboard"),
+               "any stage-2 panel", lambda c: _panels(c, STAGE2_PANELS, "stage-2 dashboard's"),
+               f"{R2}:plot_dashboard", grid_key="mlviz_stage2_summary_dashboard"),
 ]

@@ -40,25 +40,13 @@ def _class_colours(n: int) -> list:
 
 
 def _head_title(head: str, extra: str = "") -> str:
-    base = head if head else ""
-    return (base + (" — " if base and extra else "") + extra) or " "
-
-
-def _grid(n: int, max_cols: int, w: float, h: float):
-    rows, cols = style.grid_shape(n, max_cols)
-    fig, axes = style.subplots(rows, cols, w * cols, h * rows)
-    for ax in axes.flat[n:]:
-        ax.axis("off")
-    return fig, list(axes.flat[:n])
+    return " — ".join(p for p in (head, extra) if p) or " "
 
 
 def _note(fig, text: str | None):
     """A footnote that constrained layout makes room for."""
     if text:
-        import textwrap
-
-        width = max(int(fig.get_figwidth() * 15), 60)
-        fig.supxlabel("\n".join(textwrap.wrap(text, width)), fontsize=7, color=style.MUTED)
+        fig.supxlabel(style.wrap(text, max(int(fig.get_figwidth() * 15), 60)), fontsize=7, color=style.MUTED)
 
 
 def _num(v, digits: int = 2) -> str:
@@ -79,9 +67,7 @@ def draw_table(ax, header, rows, fontsize: float = 7, highlight: dict[int, str] 
                    bbox=[0, 0, 1, 1])
     tab.auto_set_font_size(False)
     tab.set_fontsize(fontsize)
-    for j in range(len(header)):
-        tab[0, j].set_facecolor("#e8e8e8")
-    for i, colour in (highlight or {}).items():
+    for i, colour in {-1: "#e8e8e8", **(highlight or {})}.items():  # -1: the header
         for j in range(len(header)):
             tab[i + 1, j].set_facecolor(colour)
     return tab
@@ -105,22 +91,17 @@ def draw_roc(ax, r: RocCurves, head: str):
                             label=f"{r.level:.0%} bootstrap band (pointwise)" if not multi or colour == colours[0]
                             else None)
         if multi:  # each class's operating points, in its colour; one legend entry says what they are
-            first = colour == colours[0]
-            ax.plot(row["youden_fpr"], row["youden_tpr"], "o", color=colour, ms=4.5, mec="black", mew=0.5, zorder=4,
-                    label="● Youden J, per class" if first else None)
-            ax.plot(row["f1_fpr"], row["f1_tpr"], "s", color=colour, ms=4.5, mec="black", mew=0.5, zorder=4,
-                    label="■ max-F1, per class" if first else None)
+            for key, marker, what in (("youden", "o", "● Youden J"), ("f1", "s", "■ max-F1")):
+                ax.plot(row[f"{key}_fpr"], row[f"{key}_tpr"], marker, color=colour, ms=4.5, mec="black", mew=0.5,
+                        zorder=4, label=f"{what}, per class" if colour == colours[0] else None)
         else:
             ax.plot(row["youden_fpr"], row["youden_tpr"], "o", color="black", ms=6, zorder=4,
                     label=f"Youden J {row['youden_j']:.2f} at {row['youden_threshold']:.3g}")
             ax.plot(row["f1_fpr"], row["f1_tpr"], "s", color=style.SECONDARY, ms=6, zorder=4, mec="black",
                     label=f"max F1 {row['max_f1']:.2f} at {row['f1_threshold']:.3g}")
     ax.plot([0, 1], [0, 1], ls="--", color=style.MUTED, lw=0.8, label="chance")
-    ax.set_xlim(-0.01, 1.01)
-    ax.set_ylim(-0.01, 1.01)
-    ax.set_aspect("equal")
-    ax.set_xlabel("false positive rate (1 − specificity)")
-    ax.set_ylabel("true positive rate (recall)")
+    ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), aspect="equal",
+           xlabel="false positive rate (1 − specificity)", ylabel="true positive rate (recall)")
     ax.legend(loc="lower right", fontsize=6.5 if multi else 7.5)
     title = _macro_title(r, head, "auc")
     if not title and not multi and len(summary):
@@ -132,7 +113,7 @@ def draw_roc(ax, r: RocCurves, head: str):
 def _per_head(r, draw, height: float, title: str):
     """One panel per head that has a curve, drawn by `draw(ax, r, head)`; heads left out are noted."""
     heads = [h for h in r.heads if (r.summary["head"] == h).any()]
-    fig, axes = _grid(len(heads), 3 if len(heads) != 4 else 2, 5.2, height)
+    fig, axes = style.grid(len(heads), 3 if len(heads) != 4 else 2, 5.2, height)
     for ax, head in zip(axes, heads, strict=True):
         draw(ax, r, head)
     style.suptitle(fig, title)
@@ -150,9 +131,8 @@ def _macro_title(r, head: str, metric: str) -> str:
 
 
 def plot_roc_curve(r: RocCurves):
-    multi = len(r.macro) > 0
     return _per_head(r, draw_roc, 5.0, f"ROC curve ({resamples_phrase(r)}; intervals {r.level:.0%}"
-                     + ("; multi-class: one-vs-rest per class, macro = mean)" if multi else ")"))
+                     + ("; multi-class: one-vs-rest per class, macro = mean)" if len(r.macro) else ")"))
 
 
 # --------------------------------------------------------------------------- PR
@@ -173,10 +153,7 @@ def draw_pr(ax, r: PrCurves, head: str):
         else:
             ax.plot(row["f1_recall"], row["f1_precision"], "s", color=colour, mec="black", mew=0.5, ms=4.5, zorder=4,
                     label="■ max-F1, per class" if colour == colours[0] else None)
-    ax.set_xlim(-0.01, 1.01)
-    ax.set_ylim(-0.01, 1.03)
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
+    ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.03), xlabel="recall", ylabel="precision")
     ax.legend(loc="lower left", fontsize=6.5 if multi else 7.5)
     title = _macro_title(r, head, "ap")
     if not title and len(summary):
@@ -215,9 +192,7 @@ def draw_threshold_curves(ax, r: ThresholdMetrics, head: str):
         if not np.isclose(c["max_f1_threshold"], c["threshold"]):
             ax.axvline(c["max_f1_threshold"], color=METRIC_COLOURS["f1"], ls=":", lw=1,
                        label=f"max F1 at {c['max_f1_threshold']:.3g}")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("threshold (positive when score ≥ threshold)")
-    ax.set_ylabel("metric")
+    ax.set(ylim=(-0.02, 1.02), xlabel="threshold (positive when score ≥ threshold)", ylabel="metric")
     ax.legend(fontsize=7, loc="best")
     ax.set_title(_head_title(head, what))
 
@@ -243,38 +218,39 @@ def _threshold_rows(r: ThresholdMetrics, head: str) -> tuple[list[str], list[lis
                          _num(t["recall"]), _num(t["specificity"]), _num(t["f1"]), t["flagged"]])
         return header, rows, marks
     header = ["class", "TP", "FP", "TN", "FN", "precision", "recall", "specificity", "F1", "support"]
-    rows = []
-    for t in tab[tab["marker"] == "chosen"].to_dict(orient="records"):
-        rows.append([str(t["class"])[:12], t["tp"], t["fp"], t["tn"], t["fn"], _num(t["precision"]),
-                     _num(t["recall"]), _num(t["specificity"]), _num(t["f1"]), t["support_pos"]])
+    rows = [[str(t["class"])[:12], t["tp"], t["fp"], t["tn"], t["fn"], _num(t["precision"]), _num(t["recall"]),
+             _num(t["specificity"]), _num(t["f1"]), t["support_pos"]]
+            for t in tab[tab["marker"] == "chosen"].to_dict(orient="records")]
     return header, rows, {}
 
 
 def plot_metrics_vs_threshold(r: ThresholdMetrics):
     heads = [h for h in r.heads if (r.curves["head"] == h).any()]
     n = len(heads)
-    fig, axes = plt.subplots(n, 2, figsize=(14, 5.0 * n if n == 1 else 4.2 * n), layout="constrained",
-                             squeeze=False, gridspec_kw={"width_ratios": [1, 1.05]})
+    fig, axes = style.subplots(n, 2, 14, 5.0 * n if n == 1 else 4.2 * n, gridspec_kw={"width_ratios": [1, 1.05]})
     for (ax, tax), head in zip(axes, heads, strict=True):
         draw_threshold_curves(ax, r, head)
         header, rows, marks = _threshold_rows(r, head)
         draw_table(tax, header, rows, fontsize=7, highlight=marks)
-        multi = header[0] == "class"
-        tax.set_title("per class, one-vs-rest, at the chosen threshold" if multi else
+        tax.set_title("per class, one-vs-rest, at the chosen threshold" if header[0] == "class" else
                       "threshold table (* chosen, † max F1; flagged = predicted positive)", fontsize=9)
     style.suptitle(fig, "Metrics against the decision threshold")
     return fig
 
 
 # --------------------------------------------------------------------------- score distributions
+def draw_densities(ax, hist: pd.DataFrame, lw: float, label=str):
+    """Each group's histogram (bin_lo, bin_hi, density), negatives then positives: filled, then outlined."""
+    for colour, (group, sub) in zip((NEG, POS), hist.groupby("group", sort=False), strict=False):
+        edges = np.r_[sub["bin_lo"].to_numpy(), sub["bin_hi"].to_numpy()[-1]]
+        ax.stairs(sub["density"].to_numpy(), edges, color=colour, fill=True, alpha=0.3)
+        ax.stairs(sub["density"].to_numpy(), edges, color=colour, lw=lw, label=label(group))
+
+
 def draw_distribution(ax, r: ScoreDistributions, head: str, cls: str, compact: bool = False):
     hist = r.hist[(r.hist["head"] == head) & (r.hist["class"] == cls)]
     stats = r.stats[(r.stats["head"] == head) & (r.stats["class"] == cls)]
-    for colour, (group, sub) in zip((NEG, POS), hist.groupby("group", sort=False), strict=False):
-        n = int(stats[stats["group"] == group]["n"].iloc[0])
-        edges = np.r_[sub["bin_lo"].to_numpy(), sub["bin_hi"].to_numpy()[-1]]
-        ax.stairs(sub["density"].to_numpy(), edges, color=colour, fill=True, alpha=0.3)
-        ax.stairs(sub["density"].to_numpy(), edges, color=colour, lw=1.2, label=f"{group} (n={n})")
+    draw_densities(ax, hist, 1.2, lambda g: f"{g} (n={int(stats[stats['group'] == g]['n'].iloc[0])})")
     sep = r.separation[(r.separation["head"] == head) & (r.separation["class"] == cls)]
     title = cls if compact else ""
     if len(sep):
@@ -299,19 +275,17 @@ def plot_score_distributions(r: ScoreDistributions):
         draw_distribution(axes[0, 0], r, heads[0], per_head[heads[0]][0])
         axes[0, 0].set_title(f"{per_head[heads[0]][0]} vs rest — " + axes[0, 0].get_title())
     elif len(heads) == 1:
-        fig, axes = _grid(k, 3, 3.6, 3.0)
+        fig, axes = style.grid(k, 3, 3.6, 3.0)
         for ax, c in zip(axes, per_head[heads[0]], strict=True):
             draw_distribution(ax, r, heads[0], c, compact=True)
     else:
         fig, grid = style.subplots(len(heads), k, 3.4 * k, 2.8 * len(heads))
-        for i, h in enumerate(heads):
-            for j in range(k):
-                ax = grid[i, j]
-                if j < len(per_head[h]):
-                    draw_distribution(ax, r, h, per_head[h][j], compact=True)
-                    ax.set_title(f"{h}: {ax.get_title()}", fontsize=8.5)
-                else:
-                    ax.axis("off")
+        for row, h in zip(grid, heads, strict=True):
+            for ax in row[len(per_head[h]):]:
+                ax.axis("off")
+            for ax, c in zip(row, per_head[h], strict=False):
+                draw_distribution(ax, r, h, c, compact=True)
+                ax.set_title(f"{h}: {ax.get_title()}", fontsize=8.5)
     what = "score" if not r.probabilities else "probability"
     style.suptitle(fig, f"Class-conditional {what} distributions (each group's density integrates to 1; "
                         "multi-class: each class's probability, true class vs the rest)")
@@ -321,7 +295,7 @@ def plot_score_distributions(r: ScoreDistributions):
 # --------------------------------------------------------------------------- confusion
 def draw_confusion(ax, m):
     counts = np.array(m.counts)
-    pct = np.array([[np.nan if v is None else v for v in row] for row in m.row_percent], dtype=float)
+    pct = np.array(m.row_percent, dtype=float)  # None: nan
     im = ax.imshow(np.nan_to_num(pct), cmap="Blues", vmin=0, vmax=100)
     k = len(m.labels)
     fs = 9 if k <= 4 else (7 if k <= 8 else 5.5)
@@ -334,8 +308,7 @@ def draw_confusion(ax, m):
     labels = [str(x)[:12] for x in m.labels]
     ax.set_xticks(range(k), labels, rotation=40 if k > 3 else 0, ha="right" if k > 3 else "center")
     ax.set_yticks(range(k), labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+    ax.set(xlabel="predicted", ylabel="true")
     ax.set_title(f"{m.title}\naccuracy {m.accuracy:.3f}", fontsize=9)
     return im
 
@@ -344,7 +317,7 @@ def plot_confusion_matrix(r: ConfusionMatrices):
     n = len(r.matrices)
     k = max(len(m.labels) for m in r.matrices)
     size = 3.6 if k <= 3 else min(3.6 + 0.45 * k, 8)
-    fig, axes = _grid(n, 2 if n == 4 else 3, size + 0.6, size)
+    fig, axes = style.grid(n, 2 if n == 4 else 3, size + 0.6, size)
     im = None
     for ax, m in zip(axes, r.matrices, strict=True):
         im = draw_confusion(ax, m)
@@ -366,9 +339,7 @@ def draw_reliability(ax, r: Calibration, head: str):
     ew = b[(b["strategy"] == "equal_width") & (b["count"] > 0)]
     for row in ew.to_dict(orient="records"):  # the gap of each equal-width bin
         ax.plot([row["confidence"]] * 2, [row["confidence"], row["observed"]], color="#e377c2", lw=2, alpha=0.45)
-    ax.set_xlim(-0.01, 1.01)
-    ax.set_ylim(-0.01, 1.01)
-    ax.set_aspect("equal")
+    ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), aspect="equal")
     target = r.targets[head]
     ax.set_xlabel("mean predicted probability in the bin" + (" (top label)" if target == "top label" else ""))
     ax.set_ylabel("observed accuracy" if target == "top label" else "observed fraction positive")
@@ -376,7 +347,8 @@ def draw_reliability(ax, r: Calibration, head: str):
     m = r.metrics[r.metrics["head"] == head].set_index("metric")
     names = {"ece": "ECE (equal-width)", "ece_equal_mass": "ECE (equal-mass)", "mce": "MCE",
              "classwise_ece": "classwise ECE", "brier": "Brier", "nll": "NLL"}
-    lines = [f"{names[k]}: {style.with_interval(m.loc[k, 'value'], m.loc[k, 'low'], m.loc[k, 'high'])}" for k in names if k in m.index]
+    lines = [f"{names[k]}: {style.with_interval(m.loc[k, 'value'], m.loc[k, 'low'], m.loc[k, 'high'])}"
+             for k in names if k in m.index]
     ax.text(0.98, 0.02, "\n".join(lines), transform=ax.transAxes, ha="right", va="bottom", fontsize=7,
             bbox={"boxstyle": "round", "fc": "white", "ec": "#cccccc", "alpha": 0.9})
     ax.set_title(_head_title(head, target))
@@ -392,15 +364,12 @@ def draw_bin_counts(ax, r: Calibration, head: str):
                     va="bottom", fontsize=5.5, rotation=90 if r.n_bins > 10 else 0)
     if b["count"].max() > 50 * max(b.loc[b["count"] > 0, "count"].min(), 1):
         ax.set_yscale("log")
-    ax.set_xlim(-0.01, 1.02)
-    ax.set_xlabel("predicted probability (equal-width bins)")
-    ax.set_ylabel("samples")
+    ax.set(xlim=(-0.01, 1.02), xlabel="predicted probability (equal-width bins)", ylabel="samples")
 
 
 def plot_calibration(r: Calibration):
     n = len(r.heads)
-    cols = min(n, 4)
-    rows = -(-n // cols)
+    rows, cols = style.grid_shape(n, 4)
     fig = style.figure(max(4.6 * cols, 7.5), 6.6 * rows)
     gs = fig.add_gridspec(2 * rows, cols, height_ratios=[3, 1] * rows)
     for i, head in enumerate(r.heads):
@@ -450,10 +419,9 @@ def draw_slices(ax, r: SliceMetrics, head: str, column: str):
     for yy in y:
         ax.axhspan(yy - 0.5, yy + 0.5, color="#f2f2f2" if yy % 2 else "white", zorder=0)
     ax.set_ylim(-0.6 - 0.12 * len(extra), len(t) - 0.4)
-    labels = []
-    for row in t.to_dict(orient="records"):
-        extra_n = f", {row['n_pos']} pos" if "n_pos" in row and row.get("n_pos") is not None else ""
-        labels.append(f"{str(row['value'])[:20]}\n(n={row['n']}{extra_n})")
+    labels = [f"{str(row['value'])[:20]}\n(n={row['n']}"
+              + (f", {row['n_pos']} pos" if row.get("n_pos") is not None else "") + ")"
+              for row in t.to_dict(orient="records")]
     ax.set_yticks(y, labels, fontsize=7)
     ax.set_xlabel(f"{p} ● and the others' markers, with {r.level:.0%} bootstrap intervals")
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16 if len(t) > 3 else -0.3), ncol=4)
@@ -463,13 +431,9 @@ def draw_slices(ax, r: SliceMetrics, head: str, column: str):
 def plot_slice_metrics(r: SliceMetrics):
     pairs = r.table[["head", "column"]].drop_duplicates().to_records(index=False).tolist()
     sizes = [int(((r.table["head"] == h) & (r.table["column"] == c)).sum()) for h, c in pairs]
-    cols = min(len(pairs), 3)
-    rows = -(-len(pairs) // cols)
-    fig, axes = style.subplots(rows, cols, 5.4 * cols, max(3.0, 0.5 * max(sizes) + 1.8) * rows)
-    for ax, (h, c) in zip(axes.flat, pairs, strict=False):
+    fig, axes = style.grid(len(pairs), 3, 5.4, max(3.0, 0.5 * max(sizes) + 1.8))
+    for ax, (h, c) in zip(axes, pairs, strict=True):
         draw_slices(ax, r, h, c)
-    for ax in axes.flat[len(pairs):]:
-        ax.axis("off")
     what = "Error by slice" if r.primary == "mae" else "Metrics by slice"
     grouped = f"; intervals resample whole groups of {r.group_column}" if r.bootstrap_unit == "groups" else ""
     style.suptitle(fig, f"{what}: {r.primary} per value, worst slice on top{grouped}")
@@ -483,8 +447,7 @@ def _card_text(row: dict) -> str:
     probabilities; lines short enough for the thumbnail's width."""
     p_true = row.get("p_true")
     if p_true is not None and p_true == p_true:  # multi-class: probability of the predicted and the true class
-        wrong = row["label"] != row["predicted"]
-        if wrong:
+        if row["label"] != row["predicted"]:
             text = (f"true {style.shorten(row['label'], 11)} P {p_true:.2f}\n"
                     f"pred {style.shorten(row['predicted'], 11)} P {row['score']:.2f}")
         else:
@@ -517,9 +480,7 @@ def draw_thumbnail_row(ax, rows: list[dict], images: np.ndarray, colour, ncols: 
                       interpolation="nearest", extent=(x0 + 1.04, x0 + 2.04, 0, 1))
         ax.add_patch(plt.Rectangle((x0, 0), tile, 1, fill=False, ec=colour, lw=2.5))
         ax.text(x0 + tile / 2, 1.04, text(row), ha="center", va="bottom", fontsize=6.5)
-    ax.set_xlim(-0.05, ncols * (tile + gap) - gap + 0.05)
-    ax.set_ylim(-0.03, 1.6)
-    ax.set_aspect("equal")
+    ax.set(xlim=(-0.05, ncols * (tile + gap) - gap + 0.05), ylim=(-0.03, 1.6), aspect="equal")
     ax.axis("off")
 
 
@@ -530,10 +491,8 @@ def _selection_table(r: SampleSelection, title: str):
     header = ["case", "#", "sample id", "true", "predicted", "P(pred)" if multi else "score"] + \
         (["P(true)"] if multi else []) + [c for c in ("image_path",) if c in r.table.columns]
     sizes = [int((r.table["head"] == h).sum()) for h in heads]
-    cols = min(len(heads), 2)
-    rows = -(-len(heads) // cols)
-    fig, axes = style.subplots(rows, cols, 7.2 * cols, (0.24 * max(sizes) + 1.0) * rows)
-    for ax, h in zip(axes.flat, heads, strict=False):
+    fig, axes = style.grid(len(heads), 2, 7.2, 0.24 * max(sizes) + 1.0)
+    for ax, h in zip(axes, heads, strict=True):
         t = r.table[r.table["head"] == h]
         body, marks = [], {}
         for i, row in enumerate(t.to_dict(orient="records")):
@@ -546,8 +505,6 @@ def _selection_table(r: SampleSelection, title: str):
         draw_table(ax, header, body, fontsize=7, highlight=marks)
         thr = r.thresholds.get(h)
         ax.set_title(_head_title(h, f"threshold {thr:.3g}" if thr is not None else "arg-max class"), fontsize=9)
-    for ax in axes.flat[len(heads):]:
-        ax.axis("off")
     style.suptitle(fig, title)
     return fig
 
@@ -564,14 +521,11 @@ def _selection_grid(r: SampleSelection, ncols: int, title: str):
         style.empty_axis(axes[0, 0], "no sample in any case")
         return fig
     ncols = min(ncols, max(int(((r.table["head"] == h) & (r.table["case"] == c)).sum()) for h, c in groups))
-    layout = []
-    for h, c in groups:
-        sub = r.table[(r.table["head"] == h) & (r.table["case"] == c)]
-        chunks = [sub.iloc[i:i + ncols] for i in range(0, len(sub), ncols)]
-        for i, ch in enumerate(chunks):
-            layout.append((h, c, ch, i == 0))
+    layout = [(h, c, sub.iloc[i:i + ncols], i == 0) for h, c in groups
+              for sub in [r.table[(r.table["head"] == h) & (r.table["case"] == c)]] for i in range(0, len(sub), ncols)]
     cell = 1.5
-    wide = 2.16 if getattr(r.pixels, "overlays", None) is not None else 1.0  # input | overlay per card
+    overlays = getattr(r.pixels, "overlays", None)
+    wide = 2.16 if overlays is not None else 1.0  # input | overlay per card
     fig = style.figure(max(1.3 + cell * ncols * wide, 6), 1.45 * cell * len(layout) + 0.7)
     gs = fig.add_gridspec(len(layout), 2, width_ratios=[1.2, cell * ncols * wide])
     for i, (h, c, chunk, first) in enumerate(layout):
@@ -583,8 +537,8 @@ def _selection_grid(r: SampleSelection, ncols: int, title: str):
             lab.text(0.95, 0.5, text, ha="right", va="center", fontsize=9, fontweight="bold",
                      color=CASE_COLOURS.get(c, "black"))
         draw_thumbnail_row(fig.add_subplot(gs[i, 1]), chunk.to_dict(orient="records"), r.pixels.array,
-                           CASE_COLOURS.get(c, "black"), ncols, overlays=getattr(r.pixels, "overlays", None))
-    if getattr(r.pixels, "overlays", None) is not None:
+                           CASE_COLOURS.get(c, "black"), ncols, overlays=overlays)
+    if overlays is not None:
         from matplotlib.cm import ScalarMappable
 
         from mlviz.render.overlay import MLVIZ_HEAT
@@ -603,11 +557,9 @@ def _selection_grid(r: SampleSelection, ncols: int, title: str):
 
 
 def plot_hardest_samples(r: SampleSelection):
-    if r.cases == ["wrong"]:
-        title = "Hardest samples: wrong with the lowest probability of the true class (most confidently wrong first)"
-    else:
-        title = "Hardest samples: false negatives with the lowest scores, false positives with the highest"
-    return _selection_grid(r, 6, title)
+    return _selection_grid(r, 6, "Hardest samples: " + (
+        "wrong with the lowest probability of the true class (most confidently wrong first)" if r.cases == ["wrong"]
+        else "false negatives with the lowest scores, false positives with the highest"))
 
 
 def plot_case_gallery(r: SampleSelection):
@@ -617,8 +569,7 @@ def plot_case_gallery(r: SampleSelection):
 
 # --------------------------------------------------------------------------- regression
 def plot_regression_predicted_vs_true(r: RegressionFit):
-    fig, axes = style.subplots(1, 1, 6.2, 5.8)
-    ax = axes[0, 0]
+    fig, [[ax]] = style.subplots(1, 1, 6.2, 5.8)
     y, yhat = r.points["y_true"].to_numpy(), r.points["y_pred"].to_numpy()
     if r.n > 5000:
         hb = ax.hexbin(y, yhat, gridsize=60, mincnt=1, bins="log", cmap="viridis")
@@ -628,8 +579,7 @@ def plot_regression_predicted_vs_true(r: RegressionFit):
     lo, hi = float(min(y.min(), yhat.min())), float(max(y.max(), yhat.max()))
     pad = 0.03 * ((hi - lo) or 1)
     ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], ls="--", color="black", lw=1, label="y = x")
-    ax.set_xlabel("true value")
-    ax.set_ylabel("predicted value")
+    ax.set(xlabel="true value", ylabel="predicted value")
     m = r.metrics.set_index("metric")
     names = {"mae": "MAE", "rmse": "RMSE", "r2": "R²", "bias": "bias (mean predicted − true)"}
     text = "\n".join(f"{names[k]}: {style.with_interval(m.loc[k, 'value'], m.loc[k, 'low'], m.loc[k, 'high'])}"
@@ -642,8 +592,7 @@ def plot_regression_predicted_vs_true(r: RegressionFit):
 
 
 def plot_regression_residuals(r: RegressionResiduals):
-    fig, axes = style.subplots(1, 2, 12, 4.6)
-    ax = axes[0, 0]
+    fig, [[ax, ax2]] = style.subplots(1, 2, 12, 4.6)
     x, res = r.points["y_pred"].to_numpy(), r.points["residual"].to_numpy()
     ax.scatter(x, res, s=8, alpha=float(np.clip(30 / np.sqrt(max(r.n, 1)), 0.08, 0.7)), color=style.PRIMARY,
                rasterized=True)
@@ -653,17 +602,14 @@ def plot_regression_residuals(r: RegressionResiduals):
         ax.fill_between(mid, r.binned["mean"] - r.binned["sd"], r.binned["mean"] + r.binned["sd"],
                         color=style.HIGHLIGHT, alpha=0.15, label="± sd")
     ax.axhline(0, color="black", lw=0.8)
-    ax.set_xlabel("predicted value")
-    ax.set_ylabel("residual (predicted − true)")
+    ax.set(xlabel="predicted value", ylabel="residual (predicted − true)")
     ax.legend(fontsize=8)
     ax.set_title("Residuals against the prediction")
-    ax2 = axes[0, 1]
     edges = np.r_[r.hist["bin_lo"].to_numpy(), r.hist["bin_hi"].to_numpy()[-1]]
     ax2.stairs(r.hist["count"].to_numpy(), edges, fill=True, color="#9ecae1")
     ax2.axvline(0, color="black", lw=0.8)
     ax2.axvline(r.mean, color=style.HIGHLIGHT, ls="--", lw=1, label=f"mean {r.mean:.3g}")
-    ax2.set_xlabel("residual")
-    ax2.set_ylabel("samples")
+    ax2.set(xlabel="residual", ylabel="samples")
     ax2.legend(fontsize=8)
     ax2.set_title(f"Residual distribution (sd {r.sd:.3g})")
     return fig

@@ -25,22 +25,11 @@ import os
 from pathlib import Path
 from urllib.parse import quote, urlparse
 
-SECTION_TITLES = {
-    "stage1": "Stage 1: screening sweep",
-    "stage2": "Stage 2: full training of the candidates",
-    "best_model": "Best model",
-    "training_progress": "Training progress",
-    "heatmaps": "Attribution heatmaps",
-    "embedding": "Embedding",
-    "compare": "Comparison",
-}
-KIND_TITLES = {
-    "visualize": "sweep analysis",
-    "best_model": "model diagnostics",
-    "heatmaps": "attribution heatmaps",
-    "embedding": "embedding",
-    "compare": "comparison",
-}
+SECTION_TITLES = {"stage1": "Stage 1: screening sweep", "stage2": "Stage 2: full training of the candidates",
+                  "best_model": "Best model", "training_progress": "Training progress",
+                  "heatmaps": "Attribution heatmaps", "embedding": "Embedding", "compare": "Comparison"}
+KIND_TITLES = {"visualize": "sweep analysis", "best_model": "model diagnostics",
+               "heatmaps": "attribution heatmaps", "embedding": "embedding", "compare": "comparison"}
 ML_WORKFLOW = "workflowType=machine_learning"  # the same route format as mlviz.store.ui (render may not import it)
 DEFAULT_UI = "http://127.0.0.1:5000/"  # `mlflow ui` / `mlflow server` without --host/--port
 
@@ -199,9 +188,8 @@ def _related(summary: dict) -> str:
     rows = []
     for item in items:
         route = related_route(item.get("run_id", ""), item.get("experiment_id"), item.get("page", "mlviz/index.html"))
-        href = f"{base}#{route}"
         rows.append(
-            f"<li><a href='{_e(href)}' target='_top' data-route='{_e(route)}'>{_e(item.get('title') or 'report')}</a>"
+            f"<li><a href='{_e(base + '#' + route)}' target='_top' data-route='{_e(route)}'>{_e(item.get('title') or 'report')}</a>"
             f" <span class='hint'>run <code>{_e(item.get('run_id', ''))}</code></span>"
             f"<input class='addr' readonly aria-label='address of {_e(item.get('title') or 'report')}'></li>")
     return ("<section class='related'><h2>Related reports</h2><ul>" + "".join(rows) + "</ul>"
@@ -251,7 +239,6 @@ def write_index(root: Path, figures: list[dict], summary: dict) -> Path:
             "<button type='button' id='close-all'>close all</button></div>")
     else:
         parts.append("<p>No figures were made.</p>")
-    index_dir = path.parent
     i = 0
     for section in sections:
         mine = [f for f in figures if f["section"] == section]
@@ -260,7 +247,7 @@ def write_index(root: Path, figures: list[dict], summary: dict) -> Path:
             f"<details class='section' id='{_e(section)}'{opened}><summary>{_e(SECTION_TITLES.get(section, section))}"
             f" <span class='n'>· {len(mine)} figure{'s' if len(mine) != 1 else ''}</span></summary><div class='body'>")
         for f in mine:
-            parts.append(_figure(root, index_dir, f, i))
+            parts.append(_figure(root, path.parent, f, i))
             i += 1
         parts.append("</div></details>")
     skipped = summary.get("figures_skipped") or []

@@ -14,16 +14,11 @@ from mlviz.analysis.progress import (
     ScoreEvolution,
 )
 from mlviz.analysis.stats import resamples_phrase
-from mlviz.render import style
+from mlviz.render import diagnostics, style
 from mlviz.render.diagnostics import NEG, POS, _class_colours, _head_title, draw_table, draw_thumbnail_row
-from mlviz.render.style import plt
 
 LINE_METRICS = {"auc": "#d62728", "ap": "#ff7f0e", "accuracy": "#1f77b4", "f1": "#2ca02c", "precision": "#17becf",
                 "recall": "#9467bd"}
-
-
-def _rows(n: int, cols: int, w: float, h: float, **kw):
-    return plt.subplots(n, cols, figsize=(w * cols, h * n), layout="constrained", squeeze=False, **kw)
 
 
 def _epoch_axis(ax, epochs):
@@ -69,7 +64,7 @@ def draw_metrics_evolution(ax, ax2, r: MetricsEvolution, head: str):
 
 
 def plot_metrics_evolution(r: MetricsEvolution):
-    fig, axes = _rows(len(r.heads), 2, 6.2, 4.0)
+    fig, axes = style.subplots(len(r.heads), 2, 6.2 * 2, 4.0 * len(r.heads))
     for (ax, ax2), head in zip(axes, r.heads, strict=True):
         draw_metrics_evolution(ax, ax2, r, head)
     rule = f"threshold rule: {r.rule}" if r.task == "binary" else "predicted class: arg-max"
@@ -83,7 +78,8 @@ def plot_score_evolution(r: ScoreEvolution):
     # One head: checkpoints wrap onto rows of three, so the figure is not a thin strip.
     wrap = len(r.heads) == 1 and k > 3
     cols = 3 if wrap else k
-    fig, axes = _rows(-(-k // 3) if wrap else len(r.heads), cols, 3.4 if wrap else 2.8, 2.8, sharex=True)
+    rows = -(-k // 3) if wrap else len(r.heads)
+    fig, axes = style.subplots(rows, cols, (3.4 if wrap else 2.8) * cols, 2.8 * rows, sharex=True)
     for ax in axes.flat[k:] if wrap else []:
         ax.axis("off")
     for ax in axes.flat if wrap else []:
@@ -93,10 +89,7 @@ def plot_score_evolution(r: ScoreEvolution):
         for j, e in enumerate(r.checkpoints):
             ax = axes.flat[j] if wrap else axes[i, j]
             sub = r.hist[(r.hist["head"] == head) & (r.hist["epoch"] == e)]
-            for colour, (group, g) in zip((NEG, POS), sub.groupby("group", sort=False), strict=False):
-                edges = np.r_[g["bin_lo"].to_numpy(), g["bin_hi"].to_numpy()[-1]]
-                ax.stairs(g["density"].to_numpy(), edges, color=colour, fill=True, alpha=0.3)
-                ax.stairs(g["density"].to_numpy(), edges, color=colour, lw=1.1, label=group)
+            diagnostics.draw_densities(ax, sub, 1.1)
             thr = r.thresholds[(r.thresholds["head"] == head) & (r.thresholds["epoch"] == e)]["threshold"]
             if len(thr) and thr.iloc[0] is not None and np.isfinite(thr.iloc[0]):
                 ax.axvline(thr.iloc[0], color="black", ls="--", lw=1)
@@ -113,7 +106,8 @@ def plot_score_evolution(r: ScoreEvolution):
 
 # --------------------------------------------------------------------------- trajectories
 def plot_sample_trajectories(r: SampleTrajectories):
-    fig, axes = _rows(1 if len(r.heads) == 1 else -(-len(r.heads) // 2), min(len(r.heads), 2), 6.6, 4.6)
+    rows, cols = 1 if len(r.heads) == 1 else -(-len(r.heads) // 2), min(len(r.heads), 2)
+    fig, axes = style.subplots(rows, cols, 6.6 * cols, 4.6 * rows)
     flat = list(axes.flat)
     for ax, head in zip(flat, r.heads, strict=False):
         bands = r.bands[r.bands["head"] == head]
@@ -160,8 +154,7 @@ def plot_late_bloomers(r: LateBloomers):
         for yy, row in zip(y, c.to_dict(orient="records"), strict=True):
             ax.text(row["n"], yy, f" {row['n']} ({row['share']:.0%})", va="center", fontsize=7)
         ax.set_yticks(y, c["category"], fontsize=8)
-        ax.set_xlabel("samples")
-        ax.set_xlim(0, max(c["n"].max(), 1) * 1.3)
+        ax.set(xlabel="samples", xlim=(0, max(c["n"].max(), 1) * 1.3))
         ax.set_title(_head_title(head, "first vs last epoch"), fontsize=9)
         ax2 = fig.add_subplot(gs[i, 1])
         tr = r.transitions[r.transitions["head"] == head]
@@ -182,7 +175,6 @@ def plot_late_bloomers(r: LateBloomers):
                      f"{v['first_score']:.3f}", f"{v['last_score']:.3f}"] for v in t.to_dict(orient="records")]
             draw_table(tax, ["sample", "label", "learned", "flips", "first", "last"], rows, fontsize=7)
             tax.set_title("latest bloomers (first / last: score or true-class probability)", fontsize=9)
-
         else:
             style.empty_axis(tax, "no late bloomer")
     if has_img:
@@ -199,7 +191,7 @@ def plot_late_bloomers(r: LateBloomers):
 
 # --------------------------------------------------------------------------- decision boundary
 def plot_decision_boundary_evolution(r: DecisionBoundary):
-    fig, axes = _rows(len(r.heads), 2, 6.2, 4.0)
+    fig, axes = style.subplots(len(r.heads), 2, 6.2 * 2, 4.0 * len(r.heads))
     for (ax, ax2), head in zip(axes, r.heads, strict=True):
         t = r.table[r.table["head"] == head]
         e = t["epoch"].to_numpy()
@@ -225,8 +217,7 @@ def plot_decision_boundary_evolution(r: DecisionBoundary):
                                    ("accuracy", "#9467bd", "accuracy")):
             if col in t and t[col].notna().any():
                 twin.plot(e, t[col].astype(float), marker="s", ms=3, color=colour, ls="--", label=label)
-        twin.set_ylim(0, 1.02)
-        twin.set_ylabel("KS / AUC / accuracy")
+        twin.set(ylim=(0, 1.02), ylabel="KS / AUC / accuracy")
         lines = ax2.get_lines() + twin.get_lines()
         ax2.legend(lines, [ln.get_label() for ln in lines], fontsize=7, loc="lower right")
         _epoch_axis(ax2, e)

@@ -22,13 +22,9 @@ from mlviz.render.style import plt
 
 
 # --------------------------------------------------------------------------- heatmaps
-def _cells(pair) -> np.ndarray:
-    return np.array([[np.nan if v is None else v for v in row] for row in pair.mean], dtype=float)
-
-
 def draw_heatmap_pair(ax, pair, metric: str, mode: str, annotate: bool = True, colorbar: bool = True,
                       limits: tuple[float, float] | None = None):
-    mean = _cells(pair)
+    mean = np.array(pair.mean, dtype=float)  # None: nan
     cmap = plt.get_cmap(style.OBJECTIVE_CMAP if mode == "max" else style.OBJECTIVE_CMAP + "_r").with_extremes(
         bad="#eeeeee")
     vmin, vmax = limits if limits else (None, None)
@@ -43,10 +39,7 @@ def draw_heatmap_pair(ax, pair, metric: str, mode: str, annotate: bool = True, c
     ax.set_xlabel(style.shorten(pair.x_param, style.chars_along(ax, "x", 9)))
     ax.set_ylabel(style.shorten(pair.y_param, style.chars_along(ax, "y", 9)))
     if annotate:
-        if limits:
-            lo, hi = limits
-        else:
-            lo, hi = (np.nanmin(mean), np.nanmax(mean)) if np.isfinite(mean).any() else (0.0, 1.0)
+        lo, hi = limits or ((np.nanmin(mean), np.nanmax(mean)) if np.isfinite(mean).any() else (0.0, 1.0))
         for yi, row in enumerate(pair.mean):
             for xi, v in enumerate(row):
                 if v is None:
@@ -65,7 +58,7 @@ def plot_heatmaps(result: Heatmaps):
     rows, cols = style.grid_shape(n, 4)
     fig, axes = style.subplots(rows, cols, 4.4 * cols, 3.9 * rows + 0.6)
     cells = max((len(p.x_labels) * len(p.y_labels) for p in result.pairs), default=0)
-    values = np.concatenate([_cells(p).ravel() for p in result.pairs]) if result.pairs else np.array([])
+    values = np.concatenate([np.array(p.mean, dtype=float).ravel() for p in result.pairs]) if result.pairs else np.array([])
     values = values[np.isfinite(values)]
     limits = (float(values.min()), float(values.max())) if len(values) else None
     im = None
@@ -138,8 +131,7 @@ def draw_parallel_coordinates(ax, result: ParallelCoordinates, limit: int = MAX_
                   extent=(0, max(d - 1, 1), *_Y_RANGE), vmin=0, zorder=1)
         order = order[-LINES_AT_SCALE:]
     drawn = data[order]
-    segments = np.concatenate([np.broadcast_to(xs, drawn.shape)[..., None], drawn[..., None]], axis=2) if n \
-        else np.zeros((0, d, 2))
+    segments = np.stack([np.broadcast_to(xs, drawn.shape), drawn], axis=2)
     shown = values[order]
     norm = plt.Normalize(np.nanmin(shown), np.nanmax(shown)) if n else None
     cmap = plt.get_cmap(style.OBJECTIVE_CMAP if result.mode == "max" else style.OBJECTIVE_CMAP + "_r")
@@ -161,8 +153,7 @@ def draw_parallel_coordinates(ax, result: ParallelCoordinates, limit: int = MAX_
     style.set_ticklabels(ax, "x", xs, [style.shorten(a.name, 26) + (" (log)" if a.log_scale else "")
                                         for a in axes_shown], limit=32)
     ax.set_yticks([])
-    ax.set_xlim(-0.2, d - 0.6)
-    ax.set_ylim(*_Y_RANGE)
+    ax.set(xlim=(-0.2, d - 0.6), ylim=_Y_RANGE)
     ax.spines["left"].set_visible(False)
     label = style.shorten(result.objective, 40) + (f" (best {len(order):,} runs)" if dense else "")
     ax.figure.colorbar(lines, ax=ax, label=label, shrink=0.8)
@@ -238,15 +229,13 @@ def plot_importance(result: ParameterImportance):
             ax2.bar([i], [value], color=colour, width=0.6, label=label if "%" in label else f"{label}: {value:.0%}")
             ax2.text(i, value, f"{value:.0%}", ha="center", va="bottom", fontsize=8)
         ax2.axhline(1.0, color="black", lw=0.8, ls=":")
-        ax2.set_xlim(-0.6, len(parts) - 0.4)
-        ax2.set_ylim(0, max(1.0, max(v for _, v, _ in parts)) * 1.12)
+        ax2.set(xlim=(-0.6, len(parts) - 0.4), ylim=(0, max(1.0, max(v for _, v, _ in parts)) * 1.12))
     else:  # stacked: the shares add up to 100%
         bottom = 0.0
         for label, value, colour in parts:
             ax2.bar([0], [value], bottom=bottom, color=colour, width=0.6, label=f"{label}: {value:.0%}")
             bottom += value
-        ax2.set_xlim(-0.6, 0.6)
-        ax2.set_ylim(0, max(1.0, bottom))
+        ax2.set(xlim=(-0.6, 0.6), ylim=(0, max(1.0, bottom)))
     ax2.set_xticks([])
     ax2.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
     ax2.set_ylabel("share of variance")
@@ -292,8 +281,7 @@ def plot_categorical_comparison(result: CategoricalComparison):
     ax.bar(x, means, yerr=stds, capsize=4, color=[style.PALETTE[i % 8] for i in x], alpha=0.85)
     style.set_ticklabels(ax, "x", x, [f"{lab}\nn={lv.n}" for lab, lv in zip(labels, result.levels, strict=True)],
                          limit=18, fontsize=7)
-    ax.set_title("mean ± std")
-    ax.set_ylabel(style.shorten(result.metric, 30))
+    ax.set(title="mean ± std", ylabel=style.shorten(result.metric, 30))
     lo = min(lv.whislo for lv in result.levels)
     hi = max(lv.whishi for lv in result.levels)
     pad = 0.1 * ((hi - lo) or 1)
@@ -334,15 +322,6 @@ def draw_top_k_bars(ax, result: TopK):
         ax.set_ylim(lo - pad, hi + pad)
 
 
-def draw_table(ax, header, rows, fontsize=7):
-    ax.axis("off")
-    tab = ax.table(cellText=rows, colLabels=header, loc="center", cellLoc="center")
-    tab.auto_set_font_size(False)
-    tab.set_fontsize(fontsize)
-    tab.scale(1, 1.25)
-    return tab
-
-
 TABLE_PARAMS = 8
 
 
@@ -355,10 +334,13 @@ def plot_top_k(result: TopK):
     header = [style.wrap(style.shorten(h, 26), 13) for h in ["rank", "run", result.objective, *params]]
     rows = [[f"#{r['rank']}", style.shorten(r["run_name"] or r["run_id"][:8], 14), style.fmt(r[result.objective], 4),
              *[style.shorten(style.fmt(r[p]), 12) for p in params]] for r in result.table.to_dict(orient="records")]
-    tab = draw_table(ax2, header, rows)
-    for (row, _), cell in tab.get_celld().items():
-        if row == 0:
-            cell.set_height(cell.get_height() * 2)
+    ax2.axis("off")
+    tab = ax2.table(cellText=rows, colLabels=header, loc="center", cellLoc="center")
+    tab.auto_set_font_size(False)
+    tab.set_fontsize(7)
+    tab.scale(1, 1.25)
+    for j in range(len(header)):
+        tab[0, j].set_height(tab[0, j].get_height() * 2)
     if len(result.params) > len(params):
         rest = result.params[len(params):]
         style.footnote(fig, f"{len(rest)} more parameters in the JSON: "
@@ -366,18 +348,19 @@ def plot_top_k(result: TopK):
     return fig
 
 
+def _draw_hist(ax, h, **line):
+    """A metric's histogram with its mean and median (`line`: more properties of those two lines)."""
+    ax.stairs(h.counts, h.edges, fill=True, color="#9ecae1")
+    ax.axvline(h.mean, color=style.HIGHLIGHT, label=f"mean {h.mean:.3g}", **line)
+    ax.axvline(h.median, color="black", ls="--", label=f"median {h.median:.3g}", **line)
+
+
 def plot_metric_distributions(result: MetricDistributions):
-    n = len(result.histograms)
-    rows, cols = style.grid_shape(n, 4)
-    fig, axes = style.subplots(rows, cols, 3.6 * cols, 2.8 * rows)
-    for ax, h in zip(axes.flat, result.histograms, strict=False):
-        ax.stairs(h.counts, h.edges, fill=True, color="#9ecae1")
-        ax.axvline(h.mean, color=style.HIGHLIGHT, lw=1.2, label=f"mean {h.mean:.3g}")
-        ax.axvline(h.median, color="black", ls="--", lw=1.2, label=f"median {h.median:.3g}")
+    fig, axes = style.grid(len(result.histograms), 4, 3.6, 2.8)
+    for ax, h in zip(axes, result.histograms, strict=True):
+        _draw_hist(ax, h, lw=1.2)
         style.title(ax, f"{style.shorten(h.metric, 40)} (n={h.n})")
         ax.legend(fontsize=7)
-    for ax in axes.flat[n:]:
-        ax.axis("off")
     fig.suptitle("Final metric distributions")
     return fig
 
@@ -386,7 +369,7 @@ def plot_metric_correlations(result: MetricCorrelations):
     k = len(result.metrics)
     fig = style.figure(max(5, 0.7 * k + 3), max(4.2, 0.6 * k + 2))
     ax = fig.add_subplot()
-    mat = np.array([[np.nan if v is None else v for v in row] for row in result.pearson], dtype=float)
+    mat = np.array(result.pearson, dtype=float)  # None: nan
     im = ax.imshow(mat, cmap=style.DIVERGING_CMAP, vmin=-1, vmax=1)
     style.set_ticklabels(ax, "x", range(k), result.metrics, limit=28)
     style.set_ticklabels(ax, "y", range(k), result.metrics, limit=28)
@@ -412,8 +395,7 @@ def draw_history(ax, result: OptimizationHistory):
         ax.scatter(x, values, s=8 if len(x) < 2000 else 2, color=style.PRIMARY, alpha=0.6, label="run",
                    rasterized=True)
     ax.plot(x, result.best_so_far, color=style.HIGHLIGHT, lw=1.5, label="best so far")
-    ax.set_xlabel("run (in start order)")
-    ax.set_ylabel(style.shorten(result.objective, 36))
+    ax.set(xlabel="run (in start order)", ylabel=style.shorten(result.objective, 36))
     ax.legend()
 
 
@@ -428,7 +410,7 @@ def plot_optimization_history(result: OptimizationHistory):
 # --------------------------------------------------------------------------- dashboard
 def plot_dashboard(results: dict):
     """The key stage-1 panels on one page; panels whose analysis was skipped say so."""
-    fig = plt.figure(figsize=(16, 10), layout="constrained")
+    fig = style.figure(16, 10)
     grid = fig.add_gridspec(2, 3)
     panels = [
         ("parameter_importance", lambda ax, r: draw_importance(ax, r, limit=10), "parameter importance"),
@@ -448,8 +430,6 @@ def plot_dashboard(results: dict):
 
 def _draw_objective_hist(ax, result: MetricDistributions):
     h = result.histograms[0]
-    ax.stairs(h.counts, h.edges, fill=True, color="#9ecae1")
-    ax.axvline(h.mean, color=style.HIGHLIGHT, label=f"mean {h.mean:.3g}")
-    ax.axvline(h.median, color="black", ls="--", label=f"median {h.median:.3g}")
+    _draw_hist(ax, h)
     ax.set_xlabel(style.shorten(h.metric, 40))
     ax.legend()

@@ -9,7 +9,6 @@ from mlviz.analysis.stage1 import ParamEffect
 from mlviz.analysis.stage2 import BestConfig, LearningCurves, SeedVariance, SelectionCriteria, StageAgreement
 from mlviz.render import style
 from mlviz.render.stage1 import _bxp_stats, plot_heatmaps
-from mlviz.render.style import plt
 
 
 def _ci(v, ci):
@@ -39,7 +38,7 @@ def _label_points(ax, xs, ys, labels, fontsize: float = 7) -> None:
     fig = ax.figure
     fig.draw_without_rendering()  # settle the layout first, so the boxes compared are where they will be drawn
     renderer = fig.canvas.get_renderer()
-    placed = []
+    placed, frame = [], ax.get_window_extent(renderer)
     for x, y, label in zip(xs, ys, labels, strict=True):
         text = label.split(" ", 1)[0]
         for dx, dy, ha, va in ((5, 3, "left", "bottom"), (-5, 3, "right", "bottom"), (5, -3, "left", "top"),
@@ -47,9 +46,8 @@ def _label_points(ax, xs, ys, labels, fontsize: float = 7) -> None:
             t = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
                             fontsize=fontsize, color="#333333")
             box = t.get_window_extent(renderer).expanded(1.1, 1.2)
-            inside = ax.get_window_extent(renderer).contains(box.x0, box.y0) and \
-                ax.get_window_extent(renderer).contains(box.x1, box.y1)
-            if inside and not any(box.overlaps(b) for b in placed):
+            if frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1) and \
+                    not any(box.overlaps(b) for b in placed):
                 placed.append(box)
                 break
             t.remove()
@@ -87,8 +85,7 @@ def draw_ranks(ax, r: StageAgreement):
     order = np.argsort(-sign * p["stage2_mean"].to_numpy(), kind="mergesort")
     y = np.arange(len(order))[::-1]
     for yy, i in zip(y, order, strict=True):
-        s1, s2 = p.at[i, "stage1"], p.at[i, "stage2_mean"]
-        ax.plot([s1, s2], [yy, yy], color=style.MUTED, lw=1, zorder=1)
+        ax.plot([p.at[i, "stage1"], p.at[i, "stage2_mean"]], [yy, yy], color=style.MUTED, lw=1, zorder=1)
     ax.scatter(p["stage1"].to_numpy()[order], y, facecolors="white", edgecolors=style.PRIMARY, zorder=2,
                label="stage 1 (screening)")
     ax.errorbar(p["stage2_mean"].to_numpy()[order], y, xerr=p["stage2_std"].fillna(0).to_numpy()[order], fmt="o",
@@ -157,9 +154,8 @@ def draw_seed_variance(ax, r: SeedVariance):
 
 
 def plot_seed_variance(r: SeedVariance):
-    fig, axes = style.subplots(1, 2, 13, 4.8)
-    draw_seed_variance(axes[0, 0], r)
-    ax = axes[0, 1]
+    fig, [[ax0, ax]] = style.subplots(1, 2, 13, 4.8)
+    draw_seed_variance(ax0, r)
     ax.bar(["hyperparameters", "seeds"], [r.var_hyperparameters, r.var_seeds], color=[style.PRIMARY, style.MUTED])
     ax.set_ylabel("variance component")
     style.title(ax, f"one-way random effects, {r.n_configs} configurations, {r.n_runs} runs")
@@ -210,7 +206,7 @@ def plot_best_config(r: BestConfig):
 
 
 def plot_dashboard(results: dict):
-    fig = plt.figure(figsize=(16, 10), layout="constrained")
+    fig = style.figure(16, 10)
     grid = fig.add_gridspec(2, 2)
     panels = [("stage2_quick_vs_full", draw_agreement, "stage 1 vs stage 2"),
               ("stage2_selection_criterion", draw_criteria, "by selection criterion"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import textwrap
 
 import matplotlib
 import numpy as np
@@ -80,6 +81,16 @@ def grid_shape(n: int, max_cols: int = 4) -> tuple[int, int]:
     return -(-n // cols), cols
 
 
+def grid(n: int, max_cols: int, w: float, h: float):
+    """A figure of `n` panels of w × h inches, at most `max_cols` to a row: (figure, the n axes); the rest
+    of the last row is left blank."""
+    rows, cols = grid_shape(n, max_cols)
+    fig, axes = subplots(rows, cols, w * cols, h * rows)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    return fig, list(axes.flat[:n])
+
+
 def direction_word(mode: str) -> str:
     return "lower is better" if mode == "min" else "higher is better"
 
@@ -113,12 +124,10 @@ def draw_panels(fig, slots, panels, results: dict, keep_titles=()) -> None:
 
 def suptitle(fig, text: str, fontsize: float | None = None):
     """A figure title wrapped to the figure's width, so a long one is never cut off at the sides."""
-    import textwrap
-
     size = fontsize or plt.rcParams["figure.titlesize"]
     size = size if isinstance(size, (int, float)) else 12
     chars = max(20, int(fig.get_figwidth() / (0.55 * size / 72)))
-    return fig.suptitle("\n".join(textwrap.wrap(text, chars)), fontsize=size)
+    return fig.suptitle(wrap(text, chars), fontsize=size)
 
 
 def shorten(text, limit: int = 32) -> str:
@@ -132,8 +141,6 @@ def shorten(text, limit: int = 32) -> str:
 
 
 def wrap(text: str, width: int) -> str:
-    import textwrap
-
     return "\n".join(textwrap.wrap(str(text), max(width, 10), break_long_words=True))
 
 
@@ -151,14 +158,6 @@ def footnote(fig, text: str, fontsize: float = 8):
     label) and wrapped to the figure's width."""
     chars = max(30, int(fig.get_figwidth() / (0.55 * fontsize / 72)))
     return fig.supxlabel(wrap(text, chars), fontsize=fontsize, color=MUTED, ha="left", x=0.01)
-
-
-def label_fontsize(n_labels: int, length_in: float, longest: int, base: float = 8) -> float:
-    """A tick-label size at which `n_labels` labels share `length_in` inches (never below 5 pt)."""
-    if n_labels <= 0:
-        return base
-    per = length_in * 72 / n_labels  # points available per label along the axis
-    return float(max(5.0, min(base, per * 0.9)))
 
 
 def precision_fmt(v, ref: float | None = None, sig: int = 2) -> str:
@@ -189,15 +188,13 @@ def set_ticklabels(ax, which: str, positions, labels, limit: int = 24, fontsize:
     if step > 1:  # too many to label each: every step-th (the JSON has them all)
         positions, labels, per = positions[::step], labels[::step], per * step
     longest = max((len(part) for lab in labels for part in lab.split("\n")), default=1)
-    if which == "x":
-        if longest * 0.62 * fontsize + 4 <= per:
-            ax.set_xticks(positions, labels, fontsize=fontsize)
-            return
-        size = max(4.5, min(fontsize, per / (1.25 * lines)))
-        ax.set_xticks(positions, labels, rotation=90, fontsize=size, ha="center", va="top")
-    else:
-        size = max(4.5, min(fontsize, per / (1.25 * lines)))
+    size = max(4.5, min(fontsize, per / (1.25 * lines)))
+    if which == "y":
         ax.set_yticks(positions, labels, fontsize=size)
+    elif longest * 0.62 * fontsize + 4 <= per:
+        ax.set_xticks(positions, labels, fontsize=fontsize)
+    else:
+        ax.set_xticks(positions, labels, rotation=90, fontsize=size, ha="center", va="top")
 
 
 def chars_along(ax, which: str, fontsize: float = 9, cap: int = 60) -> int:
@@ -207,11 +204,9 @@ def chars_along(ax, which: str, fontsize: float = 9, cap: int = 60) -> int:
 
 def with_interval(v, lo, hi, digits: int = 3) -> str:
     """'0.912 [0.880, 0.940]'; 'n/a' for a missing value; the value alone when the interval is missing."""
-    import math
-
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
         return "n/a"
     s = f"{v:.{digits}f}"
-    if lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi):
+    if lo is not None and hi is not None and np.isfinite(lo) and np.isfinite(hi):
         s += f" [{lo:.{digits}f}, {hi:.{digits}f}]"
     return s
