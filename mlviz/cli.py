@@ -57,6 +57,19 @@ class _Group(click.Group):
             sys.exit(1)
 
 
+def _split(value: str | None) -> list[str]:
+    """A comma-separated option as its non-empty, stripped items."""
+    return [c.strip() for c in (value or "").split(",") if c.strip()]
+
+
+def _uri_option(help: str | None = None):
+    return click.option("--tracking-uri", default=None, envvar="MLFLOW_TRACKING_URI", show_envvar=True,
+                        help=help)
+
+
+_WRITE_URI = "Store to write to (default sqlite:///mlflow.db; created if absent)."
+
+
 def _require(ok: bool, message: str) -> None:
     """An option value the user must fix: one line, exit code 2."""
     if not ok:
@@ -88,8 +101,7 @@ def _stage_parents(stage1: str | None, stage2: str | None) -> dict[int, str]:
 
 
 @main.command()
-@click.option("--tracking-uri", default=None, envvar="MLFLOW_TRACKING_URI", show_envvar=True,
-              help="Any URI MLflow accepts: sqlite:///mlflow.db (default), ./mlruns, http(s)://host:port.")
+@_uri_option("Any URI MLflow accepts: sqlite:///mlflow.db (default), ./mlruns, http(s)://host:port.")
 @click.option("--experiment", "-e", default=None, help="Experiment name or id (guessed when the store has one).")
 @click.option("--parent-run", default=None, help="Analyse all runs nested under this run (id or name), any depth.")
 @click.option("--filter", "filter_string", default="", help="MLflow search filter, e.g. \"params.optimizer = 'adam'\".")
@@ -139,9 +151,8 @@ def visualize(tracking_uri, experiment, parent_run, filter_string, statuses, met
     options = {"top_k": top_k, "n_boot": n_boot, "seed": seed, "heatmaps": cams, "embedding": embedding}
     if group_id:  # MLproject passes "" for "not given"
         options["group_id"] = group_id.strip()
-    visualize_sweep(selection, out=out or None, options=options,
-        force=force or force_flag,
-        progress=not quiet and sys.stderr.isatty(), echo=click.echo)
+    visualize_sweep(selection, out=out or None, options=options, force=force or force_flag,
+                    progress=not quiet and sys.stderr.isatty(), echo=click.echo)
 
 
 def _column_map(task, label, scores, score_prefix, prediction, positive_class, group_columns, rename, columns_json):
@@ -152,17 +163,16 @@ def _column_map(task, label, scores, score_prefix, prediction, positive_class, g
     except ValueError as exc:
         _require(False, f"--columns is not valid JSON ({exc})")
     _require(isinstance(cmap, dict), "--columns must be a JSON object, e.g. '{\"label\": \"y\"}'")
-    split = (lambda v: [c.strip() for c in v.split(",") if c.strip()])  # noqa: E731
     for key, value in (("task", task), ("label", label), ("score_prefix", score_prefix),
                        ("prediction", prediction), ("positive_class", positive_class)):
         if value:
             cmap[key] = value
     if scores:
-        cmap["scores"] = split(scores)
+        cmap["scores"] = _split(scores)
     if group_columns:
-        cmap["group_columns"] = split(group_columns)
+        cmap["group_columns"] = _split(group_columns)
     if rename:
-        pairs = split(rename)
+        pairs = _split(rename)
         bad = [p for p in pairs if "=" not in p or not p.split("=", 1)[0] or not p.split("=", 1)[1]]
         _require(not bad, f"--rename takes OLD=NEW pairs separated by commas, got '{bad[0] if bad else ''}'")
         cmap["rename"] = dict(pair.split("=", 1) for pair in pairs)
@@ -170,7 +180,7 @@ def _column_map(task, label, scores, score_prefix, prediction, positive_class, g
 
 
 @main.command("best-model")
-@click.option("--tracking-uri", default=None, envvar="MLFLOW_TRACKING_URI", show_envvar=True)
+@_uri_option()
 @click.option("--run", "run_id", default=None, help="The run whose predictions to diagnose.")
 @click.option("--experiment", "-e", default=None, help="Or: the best run(s) of this experiment's sweep.")
 @click.option("--parent-run", default=None, help="With --experiment: only runs nested under this run.")
@@ -202,7 +212,6 @@ def best_model_command(tracking_uri, run_id, experiment, parent_run, metric, mod
                        scores, score_prefix, prediction, positive_class, group_columns, group_id, rename, columns_json,
                        out, n_boot, heatmaps, image_root):
     """Diagnostics of a model's predictions (ROC, PR, calibration, slices, ...), logged into its own run."""
-    from mlviz.errors import MlvizError
     from mlviz.sections.model import best_model
     from mlviz.store.read import Store
 
@@ -211,8 +220,8 @@ def best_model_command(tracking_uri, run_id, experiment, parent_run, metric, mod
     _require(not (run_id and experiment), "pass --run RUN_ID or --experiment (a sweep's best runs), not both")
     cmap = _column_map(task, label, scores, score_prefix, prediction, positive_class, group_columns, rename,
                        columns_json)
-    if not run_id and not experiment:
-        raise MlvizError("pass --run RUN_ID, or --experiment (with --top-k) to diagnose a sweep's best runs")
+    _require(bool(run_id or experiment),
+             "pass --run RUN_ID, or --experiment (with --top-k) to diagnose a sweep's best runs")
     with Store(tracking_uri) as store:
         if run_id:
             run_ids = [run_id]
@@ -232,7 +241,7 @@ def best_model_command(tracking_uri, run_id, experiment, parent_run, metric, mod
 
 
 @main.command()
-@click.option("--tracking-uri", default=None, envvar="MLFLOW_TRACKING_URI", show_envvar=True)
+@_uri_option()
 @click.option("--run", "run_id", required=True, help="The run whose model to explain.")
 @click.option("--method", default="gradcam", show_default=True,
               help="gradcam, gradcam++, hirescam, xgradcam, layercam, eigencam, eigengradcam, scorecam, "
@@ -270,8 +279,8 @@ def heatmaps(tracking_uri, run_id, method, target_layer, targets, n, select, ima
     _require(cmap == "mlviz_heat" or cmap in matplotlib.colormaps,
              f"--cmap '{cmap}' is not a colour map (mlviz_heat, or a matplotlib name such as viridis)")
     target = int(targets) if targets.lstrip("-").isdigit() else targets
-    if isinstance(target, str) and target not in ("predicted", "true"):
-        raise MlvizError(f"--target must be predicted, true or a class index, got '{targets}'")
+    _require(isinstance(target, int) or target in ("predicted", "true"),
+             f"--target must be predicted, true or a class index, got '{targets}'")
     options = {"method": method, "target_layer": target_layer or None, "targets": target, "n": n, "select": select,
                "images": images, "factory": factory, "opacity": opacity, "cmap": cmap, "seed": seed,
                "faithfulness_methods": [m.strip() for m in faith.split(",") if m.strip()] if faith else None}
@@ -290,8 +299,7 @@ def heatmaps(tracking_uri, run_id, method, target_layer, targets, n, select, ima
 
 
 @main.command("synthetic-sweep")
-@click.option("--tracking-uri", default=None, envvar="MLFLOW_TRACKING_URI", show_envvar=True,
-              help="Store to write to (default sqlite:///mlflow.db; created if absent).")
+@_uri_option(_WRITE_URI)
 @click.option("--experiment", "-e", default="synthetic-sweep", show_default=True)
 @click.option("--runs", "n_runs", default=200, show_default=True, help="Number of runs.")
 @click.option("--steps", "n_steps", default=10, show_default=True, help="Metric history length per run.")
@@ -309,8 +317,7 @@ def synthetic_sweep(tracking_uri, experiment, n_runs, n_steps, seed):
 
 
 @main.command()
-@click.option("--tracking-uri", default=None, envvar="MLFLOW_TRACKING_URI", show_envvar=True,
-              help="Store to write to (default sqlite:///mlflow.db; created if absent).")
+@_uri_option(_WRITE_URI)
 @click.option("--experiment", "-e", default=None, help="Experiment name (default mlviz-demo-<task>).")
 @click.option("--task", type=click.Choice(["multiclass", "binary", "multioutput"]), default="multiclass",
               show_default=True, help="Digit (10 classes), one digit vs the rest, or one head per quadrant.")
@@ -334,7 +341,7 @@ def demo(tracking_uri, experiment, task, quick, seed, replace, quick_flag):
 
 
 @main.command()
-@click.option("--tracking-uri", default=None, envvar="MLFLOW_TRACKING_URI", show_envvar=True)
+@_uri_option()
 @click.option("--experiment", "-e", default=None, help="Experiment name or id.")
 @click.option("--parent-run", default=None, help="Select among the runs nested under this run.")
 @click.option("--filter", "filter_string", default="", help="MLflow search filter.")
@@ -404,13 +411,12 @@ def _write(tracking_uri, experiment, runs):
                + (f"; {result.redone} left half-written by an interrupted import were redone" if result.redone else ""))
 
 
-_uri_option = click.option("--tracking-uri", default=None, envvar="MLFLOW_TRACKING_URI", show_envvar=True,
-                           help="Store to import into (default sqlite:///mlflow.db).")
+_import_uri_option = _uri_option("Store to import into (default sqlite:///mlflow.db).")
 
 
 @import_group.command("two-stage")
 @click.argument("folder", type=click.Path())
-@_uri_option
+@_import_uri_option
 @click.option("--experiment", "-e", default=None, help="Experiment name (default: the folder's name).")
 @click.option("--params", "param_columns", default=None, help="Comma-separated parameter columns (default: inferred).")
 @click.option("--metrics", "metric_columns", default=None, help="Comma-separated metric columns (default: inferred).")
@@ -420,15 +426,14 @@ def import_two_stage(folder, tracking_uri, experiment, param_columns, metric_col
 
     from mlviz.store.importers import two_stage
 
-    split = (lambda s: [c.strip() for c in s.split(",") if c.strip()] if s else None)  # noqa: E731
-    runs = two_stage(folder, split(param_columns), split(metric_columns))
+    runs = two_stage(folder, *(_split(s) if s else None for s in (param_columns, metric_columns)))
     _write(tracking_uri, experiment or Path(folder).resolve().name, runs)
 
 
 @import_group.command("optuna")
 @click.argument("storage")
 @click.option("--study", "study_name", required=True, help="Study name.")
-@_uri_option
+@_import_uri_option
 @click.option("--experiment", "-e", default=None, help="Experiment name (default: the study's name).")
 @click.option("--metric", default=None, help="Name of the objective metric (default: the study's, or 'value').")
 def import_optuna(storage, study_name, tracking_uri, experiment, metric):
@@ -440,7 +445,7 @@ def import_optuna(storage, study_name, tracking_uri, experiment, metric):
 
 @import_group.command("epochs")
 @click.argument("folder", type=click.Path())
-@_uri_option
+@_import_uri_option
 @click.option("--experiment", "-e", default="imported-runs", show_default=True)
 @click.option("--name", default=None, help="Run name (default: the folder's name).")
 def import_epochs(folder, tracking_uri, experiment, name):
@@ -450,17 +455,13 @@ def import_epochs(folder, tracking_uri, experiment, name):
     _write(tracking_uri, experiment, epoch_run(folder, name))
 
 
-def _add_commands() -> None:
-    """Commands that live in their own modules (each imports only click at the top)."""
-    from mlviz.commands.compare import compare
-    from mlviz.commands.embed import embed
-    from mlviz.commands.explore import explore
+# Commands that live in their own modules (each imports only click at the top).
+from mlviz.commands.compare import compare  # noqa: E402
+from mlviz.commands.embed import embed  # noqa: E402
+from mlviz.commands.explore import explore  # noqa: E402
 
-    for command in (compare, embed, explore):
-        main.add_command(command)
-
-
-_add_commands()
+for _command in (compare, embed, explore):
+    main.add_command(_command)
 
 if __name__ == "__main__":
     main()

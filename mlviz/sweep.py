@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -20,18 +21,14 @@ import pandas as pd
 MISSING_STRINGS = frozenset({"", "none", "null", "nan", "na", "n/a"})
 _INT_RE = re.compile(r"^[+-]?\d+$")
 _FLOAT_RE = re.compile(r"^[+-]?((\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|inf(inity)?)$", re.IGNORECASE)
-_MINIMISE_RE = re.compile(
-    r"(loss|error|err\b|_err|mse|mae|rmse|mape|nll|brier|ece|perplexity|regret|latency|duration|time)",
-    re.IGNORECASE,
-)
+_MINIMISE_RE = re.compile(r"(loss|error|err\b|_err|mse|mae|rmse|mape|nll|brier|ece|perplexity|regret|latency|"
+                          r"duration|time)", re.IGNORECASE)
 _OBJECT_REPR_RE = re.compile(r"^<([A-Za-z_][\w.]*) object at 0x[0-9a-fA-F]+>$")
 _SEED_NAME_RE = re.compile(r"^(seed|random_seed|random_state|rng_seed|run_seed|trial_seed)$", re.IGNORECASE)
 _STAGE_NAME_RE = re.compile(r"stage[\s_-]*([12])(?!\d)", re.IGNORECASE)
 
 PARAM_PREFIX = "params."
 METRIC_PREFIX = "metrics."
-BASE_COLUMNS = ["run_id", "run_name", "status", "parent_run_id", "stage", "start_time", "selection_criterion",
-                "stage1_run_id"]
 CRITERION_TAG = "mlviz.selection_criterion"
 STAGE1_RUN_TAG = "mlviz.stage1_run_id"
 ANALYSIS_TAG = "mlviz.analysis"
@@ -41,9 +38,7 @@ PARENT_TAG = "mlflow.parentRunId"
 
 def is_missing(raw: object) -> bool:
     """True for what MLflow writes when a value was absent (`None`, empty, `nan`)."""
-    if raw is None:
-        return True
-    if isinstance(raw, float) and math.isnan(raw):
+    if raw is None or (isinstance(raw, float) and math.isnan(raw)):
         return True
     return str(raw).strip().lower() in MISSING_STRINGS
 
@@ -53,9 +48,8 @@ def parse_scalar(raw: object) -> object:
     if is_missing(raw):
         return None
     text = str(raw).strip()
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
     if _INT_RE.match(text):
         return int(text)
     if _FLOAT_RE.match(text):
@@ -93,13 +87,7 @@ class ParamSpec:
 
 
 def _jsonable(v):
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    if isinstance(v, (np.floating,)):
-        return float(v)
-    if isinstance(v, np.bool_):
-        return bool(v)
-    return v
+    return v.item() if isinstance(v, (np.integer, np.floating, np.bool_)) else v
 
 
 def _is_log_scaled(values: np.ndarray, kind: str) -> bool:
@@ -112,12 +100,8 @@ def _is_log_scaled(values: np.ndarray, kind: str) -> bool:
     ratio = hi / lo
     if ratio >= 100 and (med - lo) / (hi - lo) < 0.2:  # crowded at the low end of a linear axis
         return True
-    if ratio >= 8:
-        for base in (2.0, 10.0):
-            exps = np.log(finite) / np.log(base)
-            if np.allclose(exps, np.round(exps), atol=1e-9):
-                return True
-    return False
+    exponents = (np.log(finite) / np.log(base) for base in (2.0, 10.0))  # powers of 2 or 10
+    return bool(ratio >= 8 and any(np.allclose(e, np.round(e), atol=1e-9) for e in exponents))
 
 
 def normalise_object_reprs(raw: Sequence[object]) -> tuple[list[object], int]:
@@ -161,11 +145,8 @@ def apply_hygiene(specs: dict[str, ParamSpec], columns: dict[str, object], n_run
 
 
 def infer_param(name: str, raw: Sequence[object]) -> tuple[ParamSpec, pd.Series]:
-    """Type one parameter column from the strings MLflow stored.
-
-    All present values `True`/`false` → bool; all integers → int; all numbers (`1e-3`, `0.5`, `7`) →
-    float; anything else → categorical strings. `None`, empty and `nan` are missing.
-    """
+    """Type one parameter column from the strings MLflow stored: bool, int, float (`1e-3`, `0.5`, `7`) when
+    every present value is one, else categorical strings; `None`, empty and `nan` are missing."""
     parsed = [parse_scalar(v) for v in raw]
     present = [v for v in parsed if v is not None]
     n_missing = len(parsed) - len(present)
@@ -187,9 +168,8 @@ def infer_param(name: str, raw: Sequence[object]) -> tuple[ParamSpec, pd.Series]
         series = pd.Series([np.nan if v is None else float(v) for v in parsed], dtype=float)
     else:
         kind = "categorical"
-        series = pd.Series(
-            [None if v is None else (str(raw[i]).strip()) for i, v in enumerate(parsed)], dtype=object
-        )
+        series = pd.Series([None if v is None else str(raw[i]).strip() for i, v in enumerate(parsed)],
+                           dtype=object)
     # Distinct values from the parsed Python values, so an int column with a missing value (held as
     # float64 for the analyses) still reports ints.
     distinct = list({v for v in present}) if kind in ("int", "bool") else pd.unique(series.dropna())
@@ -198,16 +178,9 @@ def infer_param(name: str, raw: Sequence[object]) -> tuple[ParamSpec, pd.Series]
     except TypeError:
         distinct = sorted(distinct, key=str)
     log_scale = kind in ("int", "float") and _is_log_scaled(np.asarray(series.dropna(), dtype=float), kind)
-    spec = ParamSpec(
-        name=name,
-        kind=kind,
-        log_scale=bool(log_scale),
-        fixed=len(distinct) <= 1,
-        n_unique=len(distinct),
-        n_missing=n_missing,
-        values=[_jsonable(v) for v in distinct[:50]],
-        seed=bool(_SEED_NAME_RE.match(name)),
-    )
+    spec = ParamSpec(name=name, kind=kind, log_scale=bool(log_scale), fixed=len(distinct) <= 1,
+                     n_unique=len(distinct), n_missing=n_missing,
+                     values=[_jsonable(v) for v in distinct[:50]], seed=bool(_SEED_NAME_RE.match(name)))
     return spec, series
 
 
@@ -249,6 +222,11 @@ class Exclusion:
     reason: str
 
 
+def _reason_counts(excluded: Iterable[Exclusion]) -> dict[str, int]:
+    """Runs left out per reason (the reason up to its first ':'), in order of first appearance."""
+    return dict(Counter(e.reason.split(":")[0] for e in excluded))
+
+
 @dataclass
 class Sweep:
     """The runs of one sweep as a typed table, plus what was left out and why."""
@@ -272,10 +250,6 @@ class Sweep:
         return [p for p in self.params.values() if not p.fixed and not p.seed and not p.left_out]
 
     @property
-    def seed_params(self) -> list[ParamSpec]:
-        return [p for p in self.params.values() if p.seed and not p.fixed]
-
-    @property
     def fixed_params(self) -> list[ParamSpec]:
         return [p for p in self.params.values() if p.fixed]
 
@@ -291,35 +265,25 @@ class Sweep:
 
     def best(self, k: int = 1) -> pd.DataFrame:
         """The k best runs by the objective."""
-        return self.runs.sort_values(
-            self.objective_column, ascending=self.mode == "min", kind="mergesort"
-        ).head(k)
+        ascending = self.mode == "min"
+        return self.runs.sort_values(self.objective_column, ascending=ascending, kind="mergesort").head(k)
 
     def exclusion_counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for e in self.excluded:
-            key = e.reason.split(":")[0]
-            counts[key] = counts.get(key, 0) + 1
-        return counts
+        return _reason_counts(self.excluded)
 
     def describe(self) -> dict:
         """JSON-serialisable description for summary.json."""
         stages = self.runs["stage"].value_counts().sort_index()
         return {
-            "objective": self.objective,
-            "mode": self.mode,
-            "n_runs": int(len(self.runs)),
+            "objective": self.objective, "mode": self.mode, "n_runs": int(len(self.runs)),
             "runs_per_stage": {str(int(k)): int(v) for k, v in stages.items()},
             "params": {name: spec.to_dict() for name, spec in self.params.items()},
             "fixed_params": {p.name: (p.values[0] if p.values else None) for p in self.fixed_params},
             "left_out_params": {p.name: p.left_out for p in self.params.values() if p.left_out},
             "aliases": {p.name: p.alias_of for p in self.params.values() if p.alias_of},
             "metrics": list(self.metrics),
-            "excluded": {
-                "count": len(self.excluded),
-                "by_reason": self.exclusion_counts(),
-                "runs": [asdict(e) for e in self.excluded],
-            },
+            "excluded": {"count": len(self.excluded), "by_reason": self.exclusion_counts(),
+                         "runs": [asdict(e) for e in self.excluded]},
             "notes": list(self.notes),
         }
 
@@ -371,25 +335,14 @@ def assign_stage(record: Mapping, by_id: Mapping[str, Mapping], stage_parents: M
     return 1
 
 
-_STATUS_REASON = {
-    "FAILED": "failed",
-    "KILLED": "killed",
-    "RUNNING": "unfinished",
-    "SCHEDULED": "unfinished",
-}
+_STATUS_REASON = {"FAILED": "failed", "KILLED": "killed", "RUNNING": "unfinished", "SCHEDULED": "unfinished"}
 
 
-def build_sweep(
-    records: Sequence[Mapping],
-    *,
-    objective: str | None = None,
-    mode: str | None = None,
-    statuses: Sequence[str] = ("FINISHED",),
-    parent_run: str | None = None,
-    stage_parents: Mapping[int, str] | None = None,
-    unreadable: Sequence[tuple[str, str]] = (),  # (run id, why) of run folders MLflow could not read
-    source: Mapping | None = None,
-) -> Sweep:
+def build_sweep(records: Sequence[Mapping], *, objective: str | None = None, mode: str | None = None,
+                statuses: Sequence[str] = ("FINISHED",), parent_run: str | None = None,
+                stage_parents: Mapping[int, str] | None = None,
+                unreadable: Sequence[tuple[str, str]] = (),  # (run id, why): folders MLflow could not read
+                source: Mapping | None = None) -> Sweep:
     """Turn plain run records (from the store layer) into a Sweep.
 
     A record is a mapping with `run_id`, `run_name`, `status`, `lifecycle_stage`, `start_time`,
@@ -402,9 +355,7 @@ def build_sweep(
     excluded: list[Exclusion] = [Exclusion(run_id, None, why) for run_id, why in unreadable]
     notes: list[str] = []
     if parent_run is not None:
-        root = by_id.get(parent_run) or next(
-            (r for r in records if r.get("run_name") == parent_run), None
-        )
+        root = by_id.get(parent_run) or next((r for r in records if r.get("run_name") == parent_run), None)
         if root is None:
             raise MlvizError(f"parent run '{parent_run}' is not in the selected experiment")
         keep = descendants(records, root["run_id"])
@@ -432,9 +383,7 @@ def build_sweep(
         excluded.append(Exclusion(r["run_id"], r.get("run_name"), reason))
 
     if not kept:
-        counts: dict[str, int] = {}
-        for e in excluded:
-            counts[e.reason.split(":")[0]] = counts.get(e.reason.split(":")[0], 0) + 1
+        counts = _reason_counts(excluded)
         reasons = ", ".join(f"{v} {k}" for k, v in counts.items()) or "the selection is empty"
         raise MlvizError(f"no run left to analyse ({reasons})")
     all_metrics = sorted({k for r in kept for k in r["metrics"]})
@@ -475,20 +424,17 @@ def build_sweep(
         if not any(r["run_id"] == selector or r.get("run_name") == selector for r in records):
             raise MlvizError(f"--stage{stage}-parent '{selector}' names no run of the selected experiment")
     param_names = sorted({k for r in rows for k in r["params"]})
-    base = pd.DataFrame(
-        {
-            "run_id": [r["run_id"] for r in rows],
-            "run_name": [r.get("run_name") for r in rows],
-            "status": [r.get("status") for r in rows],
-            "parent_run_id": [r["tags"].get(PARENT_TAG) for r in rows],
-            "stage": [assign_stage(r, by_id, stage_parents) for r in rows],
-            "start_time": [r.get("start_time") for r in rows],
-            "selection_criterion": [r["tags"].get(CRITERION_TAG) for r in rows],
-            "stage1_run_id": [r["tags"].get(STAGE1_RUN_TAG) for r in rows],
-        }
-    )
-    columns = {}
-    specs = {}
+    base = pd.DataFrame({
+        "run_id": [r["run_id"] for r in rows],
+        "run_name": [r.get("run_name") for r in rows],
+        "status": [r.get("status") for r in rows],
+        "parent_run_id": [r["tags"].get(PARENT_TAG) for r in rows],
+        "stage": [assign_stage(r, by_id, stage_parents) for r in rows],
+        "start_time": [r.get("start_time") for r in rows],
+        "selection_criterion": [r["tags"].get(CRITERION_TAG) for r in rows],
+        "stage1_run_id": [r["tags"].get(STAGE1_RUN_TAG) for r in rows],
+    })
+    columns, specs = {}, {}
     for name in param_names:
         raw, n_reprs = normalise_object_reprs([r["params"].get(name) for r in rows])
         if n_reprs:
@@ -500,18 +446,8 @@ def build_sweep(
     notes += apply_hygiene(specs, columns, len(rows))
     metric_names = sorted({k for r in rows for k in r["metrics"]})
     for name in metric_names:
-        columns[METRIC_PREFIX + name] = np.array(
-            [r["metrics"].get(name, np.nan) for r in rows], dtype=float
-        )
+        columns[METRIC_PREFIX + name] = np.array([r["metrics"].get(name, np.nan) for r in rows], dtype=float)
     table = pd.concat([base, pd.DataFrame(columns, index=base.index)], axis=1)
     table = table.sort_values(["start_time", "run_id"], kind="mergesort").reset_index(drop=True)
-    return Sweep(
-        runs=table,
-        params=specs,
-        metrics=metric_names,
-        objective=objective,
-        mode=mode,
-        excluded=excluded,
-        source=dict(source or {}),
-        notes=notes,
-    )
+    return Sweep(runs=table, params=specs, metrics=metric_names, objective=objective, mode=mode,
+                 excluded=excluded, source=dict(source or {}), notes=notes)

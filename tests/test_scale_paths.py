@@ -89,7 +89,8 @@ def test_columnar_histories_match_mlflow_bulk_reader(small_store):
         ticks = []
         got = store.histories(ids + ids[:2], KEYS + ["missing"], progress=lambda n: _Bar(n, ticks))
         sql_store = store.read_client._tracking_client.store
-        rows = store._histories_sql(sql_store, ids, KEYS + ["missing"])  # MLflow's get_metric_history_bulk
+        rows = [(m.run_id, m.key, m.step, m.value, m.timestamp) for key in KEYS + ["missing"]
+                for m in sql_store.get_metric_history_bulk(ids, key, max_results=2**62)]  # MLflow's reader
     expected = pd.DataFrame(rows, columns=["run_id", "key", "step", "value", "timestamp"]).sort_values(
         ["run_id", "key", "step", "timestamp"], kind="mergesort").reset_index(drop=True)
     pd.testing.assert_frame_equal(got, expected)
@@ -213,9 +214,10 @@ def test_parallel_coordinates_draw_a_density_at_scale(monkeypatch):
 
 
 @pytest.mark.server
-def test_columnar_http_histories_equal_the_sql_ones(small_store):
+def test_columnar_http_histories_equal_the_sql_ones(small_store, monkeypatch):
     """The bulk endpoint's answers, turned into columns as they arrive, give the very frame (order, dtypes,
-    values) the database gives: both paths feed `--final best` and learning curves."""
+    values) the database gives: both paths feed `--final best` and learning curves. The runs, read over
+    HTTP page by page (pages of 4 here, 1,000 in use), are the records the database gives."""
     pytest.importorskip("requests")
     import os
     import subprocess
@@ -237,10 +239,16 @@ def test_columnar_http_histories_equal_the_sql_ones(small_store):
     try:
         _wait_healthy(uri, proc, log, 120)
         ids = small_store["run_ids"]
+        exps = [small_store["experiment_id"], small_store["other"]]
+        monkeypatch.setattr(Store, "HTTP_PAGE", 4)
         with Store(uri) as store:
             over_http = store.histories(ids, KEYS)
+            runs_http, unreadable = store.run_records(exps)
         with Store(small_store["uri"]) as store:
             in_sql = store.histories(ids, KEYS)
+            runs_sql = store._run_records_sql(exps)
     finally:
         _stop(proc)
     pd.testing.assert_frame_equal(over_http, in_sql)
+    assert len(runs_http) == 12 and unreadable == []  # 3 full pages of 4
+    assert _nan_safe(runs_http) == _nan_safe(runs_sql)

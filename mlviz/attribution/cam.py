@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import types
 from collections.abc import Iterator
 
 import numpy as np
@@ -31,7 +32,7 @@ import torch
 from torch import nn
 
 from mlviz.attribution.hooks import eval_mode, forward_hooks, library_cam, restored_layer
-from mlviz.attribution.layers import ALTERNATIVES, TargetLayer, find_target_layer
+from mlviz.attribution.layers import ALTERNATIVES, TargetLayer, capture_hook, find_target_layer
 from mlviz.attribution.outputs import (
     HeadModel,
     class_score,
@@ -82,12 +83,6 @@ def leftover_hooks_removed(model: nn.Module) -> Iterator[None]:
                     del store[k]
 
 
-class _Passthrough:
-    @staticmethod
-    def tqdm(iterable=None, *args, **kwargs):
-        return iterable
-
-
 @contextlib.contextmanager
 def quiet_progress() -> Iterator[None]:
     """ScoreCAM and AblationCAM print a tqdm bar per image; silence them while they run."""
@@ -97,7 +92,7 @@ def quiet_progress() -> Iterator[None]:
     saved = [(mod, mod.tqdm) for mod in (sc, ab)]
     try:
         for mod, _ in saved:
-            mod.tqdm = _Passthrough
+            mod.tqdm = types.SimpleNamespace(tqdm=lambda iterable=None, *args, **kwargs: iterable)  # no bar
         yield
     finally:
         for mod, orig in saved:
@@ -119,19 +114,6 @@ def _scale(maps: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- gradient CAMs, one pass
-def _capture_hook(store: list):
-    def hook(mod, inp, out):
-        if not isinstance(out, torch.Tensor):
-            store.append(None)
-            return None
-        a = out if out.requires_grad else out.detach().requires_grad_(True)
-        store.append(a)
-        # downstream layers see a copy: an in-place op after the layer (ReLU(inplace=True)) cannot change
-        # the activation kept here, and the gradient is taken with respect to the layer's own output
-        return a.clone()
-    return hook
-
-
 def _frame_input(x: torch.Tensor, layer: TargetLayer) -> tuple[torch.Tensor, bool]:
     """The tensor whose size the maps are scaled to; for a 2-D layer in a video model, one frame."""
     if x.ndim == 5 and layer.kind != "spatial3d":
@@ -158,7 +140,7 @@ def _gradient_cams(model: nn.Module, x: torch.Tensor, layer: TargetLayer, method
         for s in range(0, n, batch_size):
             xb = x[s:s + batch_size]
             captured: list = []
-            with forward_hooks([(layer.module, _capture_hook(captured))]), torch.enable_grad():
+            with forward_hooks([(layer.module, capture_hook(captured))]), torch.enable_grad():
                 out = forward(model, xb)
             if not captured:
                 raise MlvizError(f"layer '{layer.name}' did not run in the forward pass")

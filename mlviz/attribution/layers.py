@@ -78,11 +78,6 @@ class TargetLayer:
 
 
 # --------------------------------------------------------------------------- probing
-def _first_tensor(out):
-    ts = tensors_of(out)
-    return ts[0] if ts else None
-
-
 def probe_layers(model: nn.Module, x: torch.Tensor) -> list[LayerInfo]:
     """Every submodule that runs on `x`, in call order, with its output shape (hooks removed after)."""
     infos: dict[int, LayerInfo] = {}
@@ -94,8 +89,8 @@ def probe_layers(model: nn.Module, x: torch.Tensor) -> list[LayerInfo]:
             if key in infos:
                 infos[key].calls += 1
                 return
-            t = _first_tensor(out)
-            shape = tuple(t.shape) if t is not None else ()
+            ts = tensors_of(out)
+            shape = tuple(ts[0].shape) if ts else ()
             infos[key] = LayerInfo(name, mod, type(mod).__name__, shape, len(infos), 1)
         return hook
 
@@ -116,10 +111,8 @@ def _graph_ops(module) -> str:
 
 def is_conv(module: nn.Module) -> bool:
     """nn.Conv2d / nn.Conv3d, or the same layer in a model loaded from torch.export (an InterpreterModule)."""
-    if isinstance(module, (nn.Conv2d, nn.Conv3d)):
-        return True
-    ops = _graph_ops(module)
-    return bool(re.search(r"aten\.conv(2d|3d|olution)", ops))
+    return isinstance(module, (nn.Conv2d, nn.Conv3d)) or bool(re.search(r"aten\.conv(2d|3d|olution)",
+                                                                        _graph_ops(module)))
 
 
 def is_token_norm(module: nn.Module) -> bool:
@@ -133,11 +126,9 @@ def is_token_norm(module: nn.Module) -> bool:
 
 def is_attention(module: nn.Module) -> bool:
     """nn.MultiheadAttention, a timm-style attention (qkv + num_heads), or a module named *Attention."""
-    if isinstance(module, nn.MultiheadAttention):
-        return True
-    if isinstance(getattr(module, "qkv", None), nn.Linear) and isinstance(getattr(module, "num_heads", None), int):
-        return True
-    return type(module).__name__.endswith(("Attention", "SelfAttention"))
+    qkv, n_heads = getattr(module, "qkv", None), getattr(module, "num_heads", None)
+    timm = isinstance(qkv, nn.Linear) and isinstance(n_heads, int)
+    return isinstance(module, nn.MultiheadAttention) or timm or type(module).__name__.endswith("Attention")
 
 
 def spatial_kind(shape: tuple[int, ...]) -> str | None:
@@ -245,23 +236,31 @@ def _token_target(info: LayerInfo, infos, x, batch, grid, prefix_tokens, how) ->
     return TargetLayer(info.name, info.module, "tokens", info.shape, TokenReshape(p, g, seq_first), how)
 
 
+def capture_hook(store: list):
+    """A forward hook that appends the layer's output (None when it is not a tensor) to `store`, as a tensor
+    that requires grad, so a gradient can be taken with respect to it."""
+    def hook(mod, inp, out):
+        if not isinstance(out, torch.Tensor):
+            store.append(None)
+            return None
+        a = out if out.requires_grad else out.detach().requires_grad_(True)
+        store.append(a)
+        # downstream layers see a copy: an in-place op after the layer (ReLU(inplace=True)) cannot change
+        # the activation kept here, and the gradient is taken with respect to the layer's own output
+        return a.clone()
+    return hook
+
+
 def _gradient_reaches(model, x, candidates: list[TargetLayer]) -> list[bool]:
-    """Whether the top output score has a non-zero gradient on each candidate's (non-prefix) tokens."""
-    captured: dict[int, torch.Tensor] = {}
-
-    def make(i):
-        def hook(mod, inp, out):
-            if i in captured or not isinstance(out, torch.Tensor):
-                return None
-            a = out if out.requires_grad else out.detach().requires_grad_(True)
-            captured[i] = a
-            return a.clone()
-        return hook
-
+    """Whether the top output score has a non-zero gradient on each candidate's (non-prefix) tokens
+    (candidates run once per forward pass)."""
     from mlviz.attribution.prepare import forward
 
-    with eval_mode(model), torch.enable_grad(), forward_hooks((c.module, make(i)) for i, c in enumerate(candidates)):
+    outputs: list[list] = [[] for _ in candidates]
+    with eval_mode(model), torch.enable_grad(), forward_hooks(
+            (c.module, capture_hook(o)) for c, o in zip(candidates, outputs, strict=True)):
         out = forward(model, x)
+    captured = {i: o[0] for i, o in enumerate(outputs) if o and o[0] is not None}
     ts = [t for t in tensors_of(out) if t.is_floating_point()]
     keys = sorted(captured)
     if not ts or not keys:

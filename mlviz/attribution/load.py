@@ -102,8 +102,7 @@ def read_state_dict(path: Path) -> dict:
                 break
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise MlvizError(f"checkpoint {path.name} is not a state dict (a mapping of parameter names to tensors)")
-    keys = list(obj)
-    if all(k.startswith("module.") for k in keys):  # saved from DataParallel
+    if all(k.startswith("module.") for k in obj):  # saved from DataParallel
         obj = {k[len("module."):]: v for k, v in obj.items()}
     return obj
 

@@ -3,6 +3,7 @@ target classes."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,11 +17,8 @@ from mlviz.text import first_line as one_line
 
 
 def model_device(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    for b in model.buffers():
-        return b.device
-    return torch.device("cpu")
+    first = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return torch.device("cpu") if first is None else first.device
 
 
 def as_images(images) -> torch.Tensor:
@@ -43,11 +41,8 @@ def as_images(images) -> torch.Tensor:
         raise MlvizError(f"images must be a numpy array or a torch tensor, got {type(images).__name__}")
     shape = tuple(t.shape)
     if t.ndim not in (4, 5):
-        hint = ""
-        if t.ndim == 3:
-            hint = " (one image? add a batch axis: images[None]; grey images without a channel axis? images[:, None])"
-        elif t.ndim == 2:
-            hint = " (one grey image? use images[None, None])"
+        hint = {3: " (one image? add a batch axis: images[None]; grey images without a channel axis? "
+                   "images[:, None])", 2: " (one grey image? use images[None, None])"}.get(t.ndim, "")
         raise MlvizError(f"images must be a batch shaped (N, C, H, W), or (N, C, T, H, W) for video; got shape "
                          f"{shape}{hint}")
     if shape[0] == 0:
@@ -61,10 +56,8 @@ def as_images(images) -> torch.Tensor:
 
 
 def _expected_channels(model: nn.Module) -> int | None:
-    for m in model.modules():
-        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-            return m.in_channels
-    return None
+    convs = (m for m in model.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)))
+    return next((m.in_channels for m in convs), None)
 
 
 def input_error(model: nn.Module, x: torch.Tensor, exc: BaseException) -> MlvizError:
@@ -105,9 +98,7 @@ class Prepared:
 
 
 def default_head_names(spec: OutputSpec) -> list[str]:
-    if spec.n_heads == 1:
-        return ["output"]
-    return [f"output{h}" for h in range(spec.n_heads)]
+    return ["output"] if spec.n_heads == 1 else [f"output{h}" for h in range(spec.n_heads)]
 
 
 def _select_heads(spec: OutputSpec, heads, names: list[str]) -> list[int]:

@@ -129,13 +129,8 @@ def _predictions_matrix(predictions, n: int, result: AttributionResult, all_name
 
 def _params_for(r: AttributionResult, i: int, j: int) -> dict:
     """The method's settings, with per-map arrays (occlusion's largest probability drop) cut to this map."""
-    out = {}
-    for k, v in r.params.items():
-        if isinstance(v, np.ndarray) and v.ndim == 2 and v.shape[:2] == r.maps.shape[:2]:
-            out[k] = float(v[i, j])
-        else:
-            out[k] = v
-    return out
+    return {k: float(v[i, j]) if isinstance(v, np.ndarray) and v.ndim == 2 and v.shape[:2] == r.maps.shape[:2]
+            else v for k, v in r.params.items()}
 
 
 def _class_name(c: int, class_names) -> str:
@@ -243,11 +238,9 @@ def _report(model, images, labels=None, sample_ids=None, predictions=None, metho
         title = f"{r.label} · {out_name} · sample {ids[i]}"
 
         def make(_=None, i=i, j=j, title=title, lines=lines):
-            if r.is_video:
-                return overlay.plot_video_strip(disp(i), r.maps[i, j], title=title, lines=lines, cmap=cmap,
-                                                opacity=opacity, empty=bool(r.empty[i, j]))
-            return overlay.plot_heatmap(disp(i), r.maps[i, j], title=title, lines=lines, cmap=cmap,
-                                        opacity=opacity, empty=bool(r.empty[i, j]))
+            plot = overlay.plot_video_strip if r.is_video else overlay.plot_heatmap
+            return plot(disp(i), r.maps[i, j], title=title, lines=lines, cmap=cmap, opacity=opacity,
+                        empty=bool(r.empty[i, j]))
         results[(SECTION, stem)] = (data, make)
 
     for kind in ("correct", "error"):

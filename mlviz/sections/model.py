@@ -40,15 +40,11 @@ class ModelOutcome:
 
 def find_predictions(paths: list[str], wanted: str | None = None) -> tuple[str | None, str | None]:
     """(final predictions, per-epoch predictions) among a run's artifact paths."""
-    if wanted:
-        if wanted not in paths:
-            raise MlvizError(f"the run has no artifact '{wanted}' (it has: {', '.join(paths[:10]) or 'none'})")
-        final = wanted
-    else:
-        final = next((p for p in DEFAULT_PREDICTIONS if p in paths), None)
-        if final is None:
-            final = next((p for p in paths if "predictions" in p.lower() and p.endswith((".csv", ".parquet"))
-                          and "epoch" not in p.lower()), None)
+    if wanted and wanted not in paths:
+        raise MlvizError(f"the run has no artifact '{wanted}' (it has: {', '.join(paths[:10]) or 'none'})")
+    final = wanted or next((p for p in DEFAULT_PREDICTIONS if p in paths), None) or next(
+        (p for p in paths if "predictions" in p.lower() and p.endswith((".csv", ".parquet"))
+         and "epoch" not in p.lower()), None)
     per_epoch = next((p for p in paths if "predictions" in p.lower() and "epoch" in p.lower()
                       and p.endswith((".csv", ".parquet"))), None)
     return final, per_epoch
@@ -75,10 +71,9 @@ def analyse_run_predictions(folder: Path, final: str, per_epoch: str | None, col
     from mlviz.figures import as_report
     from mlviz.figures.model import analyse_predictions
 
-    contract = None
     contract_path = (folder / final).parent / "contract.json"
-    if contract_path.exists() and column_map is None:
-        contract = json.loads(contract_path.read_text())
+    read_contract = contract_path.exists() and column_map is None
+    contract = json.loads(contract_path.read_text()) if read_contract else None
     group_id = (options or {}).get("group_id") or None  # MLproject passes "" for "not given"
     preds = predictions_from_frame(read_table(folder / final), column_map=column_map, contract=contract,
                                    group_column=group_id)
@@ -222,9 +217,7 @@ def _thumbnails_from_paths(report, preds, store, run_id: str, paths: list[str], 
     col = getattr(preds, "image_path_column", None)
     if not col:
         return []
-    root = Path(image_root) if image_root is not None else None
-    if root is not None and not root.is_dir():
-        raise MlvizError(f"--image-root {root} is not a folder")
+    root = Path(image_root) if image_root is not None else None  # a folder: best_model checked it
     artifacts = set(paths)
     notes = []
     for name in ("case_gallery", "hardest_samples"):

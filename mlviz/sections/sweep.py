@@ -57,13 +57,17 @@ def _best_of_history(store, records: list[dict], progress: bool) -> None:
     in_sql = getattr(store, "_history_extremes_sql", None)  # SQL stores: the database reduces each history
     best = in_sql(run_ids, keys) if in_sql is not None else None
     if best is None:
-        best = history_extremes(store.histories(run_ids, keys, progress=lambda n: progress_bar(
-            n, "reading histories", progress, unit="req")))
+        best = history_extremes(_histories(store, run_ids, keys, progress))
     for r in records:
         for key in r["metrics"]:
             found = best.get((r["run_id"], key))
             if found is not None:
                 r["metrics"][key] = found[default_direction(key) == "max"]
+
+
+def _histories(store, run_ids: list[str], keys: list[str], progress: bool) -> pd.DataFrame:
+    bar = lambda n: progress_bar(n, "reading histories", progress, unit="req")  # noqa: E731
+    return store.histories(run_ids, keys, progress=bar)
 
 
 def history_extremes(hist: pd.DataFrame) -> dict[tuple[str, str], tuple[float, float]]:
@@ -103,11 +107,10 @@ def read_sweep(store, selection: RunSelection, progress: bool = False) -> tuple[
     hint = "; its unfinished runs are analysed with --status RUNNING" if "RUNNING" not in {
         s.upper() for s in selection.statuses} else ""
     try:
-        sweep = build_sweep(
-            records, objective=selection.metric, mode=selection.mode, statuses=selection.statuses,
-            parent_run=selection.parent_run, stage_parents=selection.stage_parents, unreadable=unreadable,
-            source={"tracking_uri": store.uri, "experiment_id": exp.experiment_id, "experiment_name": exp.name},
-        )
+        source = {"tracking_uri": store.uri, "experiment_id": exp.experiment_id, "experiment_name": exp.name}
+        sweep = build_sweep(records, objective=selection.metric, mode=selection.mode,
+                            statuses=selection.statuses, parent_run=selection.parent_run,
+                            stage_parents=selection.stage_parents, unreadable=unreadable, source=source)
     except MlvizError as exc:
         if str(exc).startswith("no run left to analyse") and " unfinished" in str(exc) and hint:
             raise MlvizError(f"{exc}{hint}") from None
@@ -187,8 +190,7 @@ def visualize_sweep(selection: RunSelection, out: str | Path | None = None, opti
             dest = ToFolder(out)
 
         stage2_ids = sweep.runs.loc[sweep.runs["stage"] == 2, "run_id"].tolist()
-        histories = store.histories(stage2_ids, sweep.metrics, progress=lambda n: progress_bar(
-            n, "reading histories", progress, unit="req")) if stage2_ids else None
+        histories = _histories(store, stage2_ids, sweep.metrics, progress) if stage2_ids else None
         bar = progress_bar(len(REGISTRY), "analysing", progress)
         report = analyse(sweep, sweep_options, on_step=lambda s: bar.update(1), histories=histories)
         bar.close()

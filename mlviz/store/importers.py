@@ -31,10 +31,8 @@ from mlviz.text import first_line
 
 IMPORT_TAG = "mlviz.import_key"
 PENDING_TAG = "mlviz.import_pending"
-_METRIC_NAME_RE = re.compile(
-    r"(auc|f1|precision|recall|acc|accuracy|loss|error|score|mse|mae|rmse|r2|ap$|brier|ece|nll|improvement)",
-    re.IGNORECASE,
-)
+_METRIC_NAME_RE = re.compile(r"(auc|f1|precision|recall|acc|accuracy|loss|error|score|mse|mae|rmse|r2|ap$|"
+                             r"brier|ece|nll|improvement)", re.IGNORECASE)
 
 
 @dataclass
@@ -76,6 +74,13 @@ def _read_csv(path: Path, required: list[str]) -> pd.DataFrame:
     return frame
 
 
+def _folder(folder: str | Path) -> Path:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise MlvizError(f"{folder} is not a folder")
+    return folder
+
+
 def _is_metric_column(name: str, values: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values) and bool(
         _METRIC_NAME_RE.search(name))
@@ -96,9 +101,7 @@ def two_stage(folder: str | Path, param_columns: list[str] | None = None,
               metric_columns: list[str] | None = None) -> list[RunSpec]:
     """Runs for the seed layout: a `stage1` parent with one child per quick-search row, a `stage2`
     parent with one child per full-search row (tagged with its criterion and its stage-1 run)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise MlvizError(f"{folder} is not a folder")
+    folder = _folder(folder)
     quick = _read_csv(folder / "quick_search_results.csv", ["combination_id"])
     full_path = folder / "full_search_results.csv"
     full = _read_csv(full_path, ["combination_id"]) if full_path.exists() else None
@@ -157,17 +160,12 @@ def two_stage(folder: str | Path, param_columns: list[str] | None = None,
             tags = {"mlviz.stage": "2", "mlviz.stage2_rank": rank, "mlviz.combination_id": cid}
             if "selection_criterion" in full and pd.notna(row["selection_criterion"]):
                 tags["mlviz.selection_criterion"] = str(row["selection_criterion"])
-            metrics = {}
-            for m in metrics2:
-                if pd.notna(row[m]):
-                    name = "stage1_" + m[len("quick_"):] if m.startswith("quick_") else m
-                    metrics[name] = float(row[m])
-            hist = histories.get(key_of[i]) or {}
-            series = {}
-            if isinstance(hist, dict):
-                for k, values in hist.items():
-                    if isinstance(values, list) and values and all(isinstance(v, (int, float)) for v in values):
-                        series[k] = [(s, float(v)) for s, v in enumerate(values, start=1)]
+            metrics = {("stage1_" + m[len("quick_"):] if m.startswith("quick_") else m): float(row[m])
+                       for m in metrics2 if pd.notna(row[m])}
+            hist = histories.get(key_of[i])
+            series = {k: [(s, float(v)) for s, v in enumerate(vals, start=1)]
+                      for k, vals in (hist.items() if isinstance(hist, dict) else ())
+                      if isinstance(vals, list) and vals and all(isinstance(v, (int, float)) for v in vals)}
             runs.append(RunSpec(
                 _key(source, "stage2", cid, rank), f"full-{cid}",
                 params={p: _value(row[p]) for p in params2 if pd.notna(row[p])},
@@ -232,9 +230,8 @@ def optuna_study(storage: str, study_name: str, metric: str | None = None) -> li
     runs = [RunSpec(parent_key, study_name, tags={"mlviz.stage": "1", "optuna.study": study_name,
                                                  "mlviz.objective": metric_names[0], "mlviz.mode": directions[0]})]
     for t in trials:
-        metrics = {}
-        if t.values is not None:
-            metrics = {m: float(v) for m, v in zip(metric_names, t.values, strict=True)}
+        values = zip(metric_names, t.values, strict=True) if t.values is not None else ()
+        metrics = {m: float(v) for m, v in values}
         for k, v in t.user_attrs.items():
             if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v):
                 metrics.setdefault(k, float(v))
@@ -256,9 +253,7 @@ def epoch_run(folder: str | Path, name: str | None = None) -> list[RunSpec]:
     `val_predictions.csv` (logged as the run's predictions artifact)."""
     if name is not None and not name.strip():
         raise MlvizError("--name is blank: name the run, or leave the option out (the folder's name)")
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise MlvizError(f"{folder} is not a folder")
+    folder = _folder(folder)
     frame = _read_csv(folder / "metrics_epoch.csv", ["epoch"])
     numeric = [c for c in frame.columns if c != "epoch" and pd.api.types.is_numeric_dtype(frame[c])]
     if not numeric:

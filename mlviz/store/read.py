@@ -38,6 +38,15 @@ _BULK_CAP = 25000
 _BULK_RUNS = 100
 
 
+def _record(run) -> dict:
+    """An MLflow Run as the plain record `mlviz.sweep.build_sweep` reads."""
+    info, data = run.info, run.data
+    return {"run_id": info.run_id, "run_name": info.run_name, "experiment_id": info.experiment_id,
+            "status": info.status, "lifecycle_stage": info.lifecycle_stage, "start_time": info.start_time,
+            "end_time": info.end_time, "params": dict(data.params), "metrics": dict(data.metrics),
+            "tags": dict(data.tags)}
+
+
 def default_tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
@@ -51,6 +60,8 @@ class ExperimentInfo:
 
 class Store:
     """A tracking store opened for reading (and, through `client`, for `mlviz.store.write.Writer`)."""
+
+    HTTP_PAGE = 1000  # runs per search_runs request over HTTP (see _page_size)
 
     def __init__(self, tracking_uri: str | None = None, create: bool = False):
         """`create`: a missing SQLite file or mlruns folder is made (for commands that write a new store);
@@ -86,16 +97,9 @@ class Store:
 
     @staticmethod
     def _kind(uri: str) -> str:
-        scheme = urlparse(uri).scheme.lower()
-        if scheme in ("http", "https"):
-            return "http"
-        if scheme == "sqlite":
-            return "sqlite"
-        if scheme == "file":
-            return "file"
-        if scheme in ("databricks", "uc"):
-            return "remote"
-        return "sql"
+        kinds = {"http": "http", "https": "http", "sqlite": "sqlite", "file": "file", "databricks": "remote",
+                 "uc": "remote"}
+        return kinds.get(urlparse(uri).scheme.lower(), "sql")
 
     def _sqlite_path(self) -> Path:
         raw = self.uri[len("sqlite:///") :] if self.uri.startswith("sqlite:///") else self.uri.split(":", 1)[1]
@@ -148,10 +152,9 @@ class Store:
                 if not meta.is_file():
                     continue
                 try:
-                    ok = isinstance(yaml.safe_load(meta.read_text(encoding="utf-8")), dict)
+                    if not isinstance(yaml.safe_load(meta.read_text(encoding="utf-8")), dict):
+                        bad.append(run)
                 except (yaml.YAMLError, OSError, UnicodeDecodeError):
-                    ok = False
-                if not ok:
                     bad.append(run)
         if not bad:
             return
@@ -199,10 +202,9 @@ class Store:
             shutil.copy2(path, copy)
             self._read_uri = "sqlite:///" + str(copy)
             self.writable = False
-            self.read_only_reason = (
-                f"its schema ({version}) is older than this MLflow's ({head}); logging would migrate it. "
-                f"Run `mlflow db upgrade {self.uri}` first (after a backup), or use --out DIR"
-            )
+            self.read_only_reason = (f"its schema ({version}) is older than this MLflow's ({head}); logging "
+                                     f"would migrate it. Run `mlflow db upgrade {self.uri}` first (after a "
+                                     "backup), or use --out DIR")
 
     def _check_server(self) -> None:
         import requests
@@ -232,8 +234,10 @@ class Store:
         self.close()
 
     # ------------------------------------------------------------------ experiments
-    def _call(self, fn, *args, **kwargs):
-        """An MLflow call: its warnings said in one line each (mlviz.store.quiet), its errors one line."""
+    @contextlib.contextmanager
+    def _reading(self, missing: str | None = None):
+        """MLflow calls inside: their warnings said in one line each (mlviz.store.quiet); an MlflowException
+        as one line: a failure outside mlviz (mlviz.store.faults), else `missing` (else MLflow's message)."""
         from mlflow.exceptions import MlflowException
 
         from mlviz.store.faults import fault
@@ -241,9 +245,18 @@ class Store:
 
         try:
             with capture(self):
-                return fn(*args, **kwargs)
+                yield
         except MlflowException as exc:
-            raise (fault(exc, self.uri, "reading the store") or MlvizError(first_line(exc))) from None
+            err = fault(exc, self.uri, "reading the store")
+            raise (err or MlvizError(missing or first_line(exc))) from None
+
+    def _call(self, fn, *args, **kwargs):
+        """An MLflow call inside `_reading`; a network error is one line too."""
+        from mlviz.store.faults import fault
+
+        try:
+            with self._reading():
+                return fn(*args, **kwargs)
         except OSError as exc:  # requests' errors are OSErrors too
             err = fault(exc, self.uri, "reading the store")
             if err is None:
@@ -264,18 +277,11 @@ class Store:
         client = self.read_client
         if name_or_id is None:
             if parent_run is not None and _RUN_DIR_RE.match(parent_run):
-                try:
-                    with capture(self):
-                        run = client.get_run(parent_run)
-                        e = client.get_experiment(run.info.experiment_id)
-                    return ExperimentInfo(e.experiment_id, e.name, e.artifact_location)
-                except MlflowException as exc:
-                    raise (fault(exc, self.uri, "reading the store")
-                           or MlvizError(f"parent run '{parent_run}' is not in this store")) from None
-            exps = self.experiments()
-            with_runs = [
-                e for e in exps if self._call(client.search_runs, [e.experiment_id], max_results=1)
-            ]
+                with self._reading(f"parent run '{parent_run}' is not in this store"):
+                    e = client.get_experiment(client.get_run(parent_run).info.experiment_id)
+                return ExperimentInfo(e.experiment_id, e.name, e.artifact_location)
+            with_runs = [e for e in self.experiments()
+                         if self._call(client.search_runs, [e.experiment_id], max_results=1)]
             if len(with_runs) == 1:
                 return with_runs[0]
             names = ", ".join(f"'{e.name}'" for e in with_runs) or "none has runs"
@@ -299,12 +305,10 @@ class Store:
         return ExperimentInfo(exp.experiment_id, exp.name, exp.artifact_location)
 
     # ------------------------------------------------------------------ runs
-    def run_records(
-        self, experiment_ids: Sequence[str], filter_string: str = ""
-    ) -> tuple[list[dict], list[tuple[str, str]]]:
-        """All runs of the experiments (deleted ones too, so they can be counted) as plain records; on an SQL
-        store without a filter by plain SQL (`_run_records_sql`: the same records, 100,000 runs in seconds)."""
-
+    def run_records(self, experiment_ids: Sequence[str], filter_string: str = "") -> tuple[list[dict], list]:
+        """All runs of the experiments (deleted ones too, so they can be counted) as plain records, and
+        (run folder, why) of those MLflow could not read; on an SQL store without a filter by plain SQL
+        (`_run_records_sql`: the same records, 100,000 runs in seconds)."""
         if not filter_string:
             fast = self._run_records_sql(experiment_ids)
             if fast is not None:
@@ -318,35 +322,24 @@ class Store:
         records: list[dict] = []
         token = None
         while True:
-            page = self._call(
-                self.read_client.search_runs,
-                list(experiment_ids),
-                filter_string=filter_string or "",
-                run_view_type=ViewType.ALL,
-                max_results=50000,
-                page_token=token,
-            )
+            page = self._call(self.read_client.search_runs, list(experiment_ids), max_results=self._page_size,
+                              filter_string=filter_string or "", run_view_type=ViewType.ALL, page_token=token)
             for run in page:
-                info, data = run.info, run.data
-                records.append(
-                    {
-                        "run_id": info.run_id,
-                        "run_name": info.run_name or data.tags.get("mlflow.runName"),
-                        "experiment_id": info.experiment_id,
-                        "status": info.status,
-                        "lifecycle_stage": info.lifecycle_stage,
-                        "start_time": info.start_time,
-                        "end_time": info.end_time,
-                        "params": dict(data.params),
-                        "metrics": dict(data.metrics),
-                        "tags": dict(data.tags),
-                    }
-                )
+                record = _record(run)
+                record["run_name"] = record["run_name"] or run.data.tags.get("mlflow.runName")
+                records.append(record)
             token = page.token
             if not token:
                 break
         unreadable = self._unreadable_runs(experiment_ids, {r["run_id"] for r in records}, filter_string)
         return records, unreadable
+
+    @property
+    def _page_size(self) -> int:
+        """Runs per search_runs call: MLflow's largest page in process; over HTTP MLflow's default page, since
+        the server builds and serialises a page in one go (a 50,000-run page of a 100,000-run sweep took
+        minutes, and uvicorn killed the busy workers when they missed its 5 s health check)."""
+        return self.HTTP_PAGE if self.kind == "http" else 50000
 
     def _unreadable_runs(self, experiment_ids, seen: set[str], filter_string: str) -> list[tuple[str, str]]:
         """(run folder, why) for run folders of a file store that MLflow could not read (it skips them
@@ -365,21 +358,9 @@ class Store:
     # ------------------------------------------------------------------ artifacts
     def run(self, run_id: str) -> dict:
         """One run as a plain record (as in `run_records`)."""
-        from mlflow.exceptions import MlflowException
-
-        from mlviz.store.faults import fault
-        from mlviz.store.quiet import capture
-
-        try:
-            with capture(self):
-                run = self.read_client.get_run(run_id)
-        except MlflowException as exc:
-            raise (fault(exc, self.uri, "reading the store") or MlvizError(f"no run '{run_id}' in {self.uri}")) from None
-        info, data = run.info, run.data
-        return {"run_id": info.run_id, "run_name": info.run_name, "experiment_id": info.experiment_id,
-                "status": info.status, "lifecycle_stage": info.lifecycle_stage, "start_time": info.start_time,
-                "end_time": info.end_time, "params": dict(data.params), "metrics": dict(data.metrics),
-                "tags": dict(data.tags), "artifact_uri": info.artifact_uri}
+        with self._reading(f"no run '{run_id}' in {self.uri}"):
+            run = self.read_client.get_run(run_id)
+        return {**_record(run), "artifact_uri": run.info.artifact_uri}
 
     def artifact_paths(self, run_id: str, folder: str = "") -> list[str]:
         """Files logged by a run under `folder` (recursively); empty when the location is unreachable."""
@@ -500,28 +481,28 @@ class Store:
 
         `progress(total)`: makes a bar (with update(n) and close()) for the requests about to be sent."""
         run_ids, keys = list(dict.fromkeys(run_ids)), list(dict.fromkeys(keys))
-        rows: list[tuple] = []
         self._bar = None
-        if run_ids and keys:
-            store = getattr(getattr(self.read_client, "_tracking_client", None), "store", None)
-            bulk = store is not None and hasattr(store, "get_metric_history_bulk")
-            chunk = _BULK_RUNS if self.kind == "http" else 500 if bulk else 1
-            if progress is not None:
-                self._bar = progress(len(keys) * -(-len(run_ids) // chunk))
-            try:
-                if self.kind == "http":
-                    return self._histories_http(run_ids, keys, workers)
-                elif bulk and hasattr(store, "engine"):
-                    return self._histories_sql_columns(store, run_ids, keys)
-                elif bulk:
-                    rows = self._histories_sql(store, run_ids, keys)
-                else:
-                    rows = self._histories_per_run(run_ids, keys, workers)
-            finally:
-                if self._bar is not None:
-                    self._bar.close()
-                self._bar = None
-        return self._histories_frame(rows)
+        if not run_ids or not keys:
+            return self._histories_frame([])
+        store = self._sql_store()  # the only MLflow store with get_metric_history_bulk
+        chunk = _BULK_RUNS if self.kind == "http" else 500 if store is not None else 1
+        if progress is not None:
+            self._bar = progress(len(keys) * -(-len(run_ids) // chunk))
+        try:
+            if self.kind == "http":
+                return self._histories_http(run_ids, keys, workers)
+            if store is not None:
+                return self._histories_sql_columns(store, run_ids, keys)
+            return self._histories_frame(self._histories_per_run(run_ids, keys, workers))
+        finally:
+            if self._bar is not None:
+                self._bar.close()
+            self._bar = None
+
+    def _sql_store(self):
+        """MLflow's own store object when it is an SQL store read through SQLAlchemy, else None."""
+        store = getattr(getattr(self.read_client, "_tracking_client", None), "store", None)
+        return store if self.kind in ("sqlite", "sql") and hasattr(store, "engine") else None
 
     @staticmethod
     def _histories_frame(rows: list[tuple]) -> pd.DataFrame:
@@ -533,8 +514,8 @@ class Store:
         params, tags and latest_metrics tables: the same records as `search_runs` gives, in its order
         (newest first), without building an ORM object per row, through the driver's own cursor (100,000
         runs: seconds, not minutes). None when the store is not an SQL store MLflow reads through SQLAlchemy."""
-        store = getattr(getattr(self.read_client, "_tracking_client", None), "store", None)
-        if self.kind not in ("sqlite", "sql") or not hasattr(store, "engine"):
+        store = self._sql_store()
+        if store is None:
             return None
         exps = ", ".join(str(int(e)) for e in experiment_ids) or "NULL"  # integers: safe to write inline
         # a join (scan the table, look each row's run up) rather than `run_uuid IN (SELECT ...)` (an index
@@ -572,24 +553,30 @@ class Store:
         """{(run_id, key): (min, max)} of each history, NaN points ignored (NaN when all are), computed by the
         database (MIN/MAX ... GROUP BY): what `--final best` needs, without moving every point into Python
         (30 M points at 100,000 runs). None when the store is not an SQL store read through SQLAlchemy."""
-        from sqlalchemy import bindparam, text
-
-        store = getattr(getattr(self.read_client, "_tracking_client", None), "store", None)
-        if self.kind not in ("sqlite", "sql") or not hasattr(store, "engine"):
+        store = self._sql_store()
+        if store is None:
             return None
+        sql = ("SELECT run_uuid, key, MIN(CASE WHEN is_nan THEN NULL ELSE value END), MAX(CASE WHEN is_nan "
+               "THEN NULL ELSE value END) FROM metrics WHERE run_uuid IN :ids AND key || '' IN :keys "
+               "GROUP BY run_uuid, key")
         ids, names = list(dict.fromkeys(run_ids)), list(dict.fromkeys(keys))
-        query = text("SELECT run_uuid, key, MIN(CASE WHEN is_nan THEN NULL ELSE value END), "
-                     "MAX(CASE WHEN is_nan THEN NULL ELSE value END) FROM metrics WHERE run_uuid IN :ids "
-                     "AND key || '' IN :keys GROUP BY run_uuid, key").bindparams(
-            bindparam("ids", expanding=True), bindparam("keys", expanding=True))
         nan = float("nan")
         out: dict[tuple[str, str], tuple[float, float]] = {}
+        for _, _, rows in self._metric_queries(store, sql, ids, names):
+            for rid, key, lo, hi in rows:
+                out[(rid, key)] = (nan if lo is None else float(lo), nan if hi is None else float(hi))
+        return out
+
+    def _metric_queries(self, store, sql: str, ids: list[str], names: list[str]):
+        """(offset, run ids, rows) of `sql` (on MLflow's metrics table, with :ids and :keys) per 500 runs."""
+        from sqlalchemy import bindparam, text
+
+        query = text(sql).bindparams(bindparam("ids", expanding=True), bindparam("keys", expanding=True))
         with store.engine.connect() as con:
             for c in range(0, len(ids), 500):
                 chunk = ids[c : c + 500]
-                for rid, key, lo, hi in self._call(lambda ch=chunk: con.execute(query, {"ids": ch, "keys": names}).all()):
-                    out[(rid, key)] = (nan if lo is None else float(lo), nan if hi is None else float(hi))
-        return out
+                rows = self._call(lambda ch=chunk: con.execute(query, {"ids": ch, "keys": names}).all())
+                yield c, chunk, rows
 
     def _histories_sql_columns(self, store, run_ids, keys) -> pd.DataFrame:
         """`histories` on an SQL store by plain SQL on MLflow's metrics table, straight into columns: no
@@ -599,51 +586,36 @@ class Store:
         the frame comes out in `histories`' order (run_id, key, step, timestamp) without a global sort, and
         a run id or key is one shared string."""
         import numpy as np
-        from sqlalchemy import bindparam, text
 
         ids, names = sorted(run_ids), sorted(keys)
-        query = text("SELECT run_uuid, key, step, value, timestamp, is_nan FROM metrics WHERE run_uuid IN :ids "
-                     "AND key || '' IN :keys").bindparams(bindparam("ids", expanding=True),
-                                                         bindparam("keys", expanding=True))
+        sql = ("SELECT run_uuid, key, step, value, timestamp, is_nan FROM metrics WHERE run_uuid IN :ids "
+               "AND key || '' IN :keys")
         parts: list[tuple[np.ndarray, ...]] = []
-        with store.engine.connect() as con:
-            for c in range(0, len(ids), 500):
-                chunk = ids[c : c + 500]
-                rows = self._call(lambda q=query, ch=chunk: con.execute(q, {"ids": ch, "keys": names}).all())
-                for _ in names:
-                    self._tick()
-                if not rows:
-                    continue
-                cols = pd.DataFrame.from_records(rows, columns=["run", "key", "step", "value", "ts", "nan"])
-                run = pd.Categorical(cols["run"], categories=chunk).codes.astype(np.int64) + c
-                key = pd.Categorical(cols["key"], categories=names).codes.astype(np.int64)
-                step, ts = cols["step"].to_numpy(np.int64), cols["ts"].to_numpy(np.int64)
-                value = cols["value"].to_numpy(dtype=float, copy=True)
-                value[cols["nan"].to_numpy(dtype=bool)] = np.nan
-                order = np.lexsort((value, ts, step, key, run))
-                parts.append((run[order], key[order], step[order], value[order], ts[order]))
-        columns = ["run_id", "key", "step", "value", "timestamp"]
-        if not parts:
-            return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
-        run = np.concatenate([p[0] for p in parts])
-        key = np.concatenate([p[1] for p in parts])
-        return pd.DataFrame({
-            "run_id": np.asarray(ids, dtype=object)[run],
-            "key": np.asarray(sorted(keys), dtype=object)[key],
-            "step": np.concatenate([p[2] for p in parts]),
-            "value": np.concatenate([p[3] for p in parts]),
-            "timestamp": np.concatenate([p[4] for p in parts]),
-        })
-
-    def _histories_sql(self, store, run_ids, keys) -> list[tuple]:
-        rows = []
-        for key in keys:
-            for i in range(0, len(run_ids), 500):
-                chunk = run_ids[i : i + 500]
-                found = self._call(store.get_metric_history_bulk, chunk, key, max_results=2**62)
-                rows.extend((m.run_id, m.key, m.step, m.value, m.timestamp) for m in found)
+        for c, chunk, rows in self._metric_queries(store, sql, ids, names):
+            for _ in names:
                 self._tick()
-        return rows
+            if not rows:
+                continue
+            cols = pd.DataFrame.from_records(rows, columns=["run", "key", "step", "value", "ts", "nan"])
+            run = pd.Categorical(cols["run"], categories=chunk).codes.astype(np.int64) + c
+            key = pd.Categorical(cols["key"], categories=names).codes.astype(np.int64)
+            step, ts = cols["step"].to_numpy(np.int64), cols["ts"].to_numpy(np.int64)
+            value = cols["value"].to_numpy(dtype=float, copy=True)
+            value[cols["nan"].to_numpy(dtype=bool)] = np.nan
+            order = np.lexsort((value, ts, step, key, run))
+            parts.append((run[order], key[order], step[order], value[order], ts[order]))
+        if not parts:
+            return self._histories_frame([])
+        return self._coded_frame(ids, names, *(np.concatenate([p[i] for p in parts]) for i in range(5)))
+
+    @staticmethod
+    def _coded_frame(ids, names, run, key, step, value, ts) -> pd.DataFrame:
+        """The histories frame from columns that hold run and key as indices into `ids` and `names`."""
+        import numpy as np
+
+        return pd.DataFrame({"run_id": np.asarray(ids, dtype=object)[run],
+                             "key": np.asarray(names, dtype=object)[key], "step": step, "value": value,
+                             "timestamp": ts})
 
     def _tick(self) -> None:
         if getattr(self, "_bar", None) is not None:
@@ -672,9 +644,8 @@ class Store:
         endpoint = "/ajax-api/2.0/mlflow/metrics/get-history-bulk"
 
         def fetch(chunk: list[str], key: str) -> list[tuple]:
-            resp = http_request(
-                creds, endpoint, "GET", params={"run_id": chunk, "metric_key": key, "max_results": _BULK_CAP}
-            )
+            params = {"run_id": chunk, "metric_key": key, "max_results": _BULK_CAP}
+            resp = http_request(creds, endpoint, "GET", params=params)
             if resp.status_code == 404:
                 raise LookupError("no bulk endpoint")
             if resp.status_code != 200:
@@ -686,10 +657,8 @@ class Store:
                     return [(chunk[0], m.key, m.step, m.value, m.timestamp) for m in hist]
                 half = len(chunk) // 2
                 return fetch(chunk[:half], key) + fetch(chunk[half:], key)
-            return [
-                (m["run_id"], m["key"], int(m.get("step", 0)), float(m["value"]), int(m.get("timestamp", 0)))
-                for m in metrics
-            ]
+            return [(m["run_id"], m["key"], int(m.get("step", 0)), float(m["value"]),
+                     int(m.get("timestamp", 0))) for m in metrics]
 
         ids, names = sorted(run_ids), sorted(keys)
         run_pos, key_pos = {r: i for i, r in enumerate(ids)}, {k: i for i, k in enumerate(names)}
@@ -714,6 +683,5 @@ class Store:
         order = np.lexsort((ts, step, key, run))  # stable, as the sort of `_histories_frame`
         if not len(order):
             return self._histories_frame([])
-        return pd.DataFrame({"run_id": np.asarray(ids, dtype=object)[run[order]],
-                             "key": np.asarray(names, dtype=object)[key[order]], "step": step[order],
-                             "value": value[order].astype(float), "timestamp": ts[order]})
+        return self._coded_frame(ids, names, run[order], key[order], step[order], value[order].astype(float),
+                                 ts[order])

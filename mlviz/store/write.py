@@ -116,10 +116,8 @@ class Writer:
         return exp_id
 
     def mark_model_training(self, experiment_id: str) -> None:
-        try:
-            from mlviz.store.ui import mark_model_training
-        except ImportError:
-            return
+        from mlviz.store.ui import mark_model_training
+
         mark_model_training(self.client, experiment_id)
 
     def create_run(self, experiment_id: str, run_name: str | None = None, tags: dict | None = None,
@@ -193,9 +191,8 @@ class Writer:
             except (NotImplementedError, OSError):
                 pass
             except Exception as exc:  # noqa: BLE001 - an artifact that is already gone
-                if network_reason(exc) is not None:
-                    raise
-                if "not found" not in str(exc).lower() and "no such" not in str(exc).lower():
+                gone = "not found" in str(exc).lower() or "no such" in str(exc).lower()
+                if network_reason(exc) is not None or not gone:
                     raise
 
     def log_images(self, run_id: str, grid: list[tuple[str, Path]]) -> None:
@@ -241,9 +238,6 @@ class Writer:
             mlflow.set_tracking_uri(previous)
 
     # ------------------------------------------------------------------ reports
-    def _analysis_filter(self, kind: str, selection_key: str) -> str:
-        return f"tags.`mlviz.analysis` = '{kind}' and tags.`mlviz.selection_key` = '{selection_key}'"
-
     def find_analysis(self, experiment_id: str, kind: str, selection_key: str, fingerprint: str) -> Target:
         """Where an analysis goes, and whether it is already there with the same fingerprint."""
         from mlflow.exceptions import MlflowException
@@ -264,7 +258,8 @@ class Writer:
     def _first_analysis(self, experiment_id: str, kind: str, selection_key: str):
         """The analysis run every process agrees on: the earliest (start_time, run_id) of the live runs of
         this kind and selection key; None when there is none."""
-        found = self.search([experiment_id], self._analysis_filter(kind, selection_key), max_results=1000)
+        query = f"tags.`mlviz.analysis` = '{kind}' and tags.`mlviz.selection_key` = '{selection_key}'"
+        found = self.search([experiment_id], query, max_results=1000)
         return min(found, key=lambda r: (r.info.start_time or 0, r.info.run_id), default=None)
 
     def _settle(self, experiment_id: str, kind: str, selection_key: str, mine: str) -> str:
@@ -405,10 +400,9 @@ class Writer:
         # artifact) is simply not created yet, and MLflow creates it with the first artifact.
         home_roots = {Path(path.anchor), Path("/home"), Path("/Users"), Path.home().parent}
         if existing in home_roots:
-            raise MlvizError(
-                f"the experiment's artifact location {location} does not exist on this machine "
-                "(the store was written elsewhere); use --out DIR to write the figures to a folder"
-            )
+            raise MlvizError(f"the experiment's artifact location {location} does not exist on this machine "
+                             "(the store was written elsewhere); use --out DIR to write the figures to a "
+                             "folder")
 
 
 def open_for_writing(tracking_uri: str | None):
