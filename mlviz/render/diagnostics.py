@@ -74,12 +74,21 @@ def draw_table(ax, header, rows, fontsize: float = 7, highlight: dict[int, str] 
 
 
 # --------------------------------------------------------------------------- ROC
-def draw_roc(ax, r: RocCurves, head: str):
+def _classes(r, head: str):
+    """A head's curves for the ROC and PR panels: (its summary rows, several classes?, [(colour, row,
+    curve points)]): one curve in the primary colour for a binary head, a colour per class otherwise."""
     summary = r.summary[r.summary["head"] == head]
     multi = len(summary) > 1
     colours = _class_colours(len(summary)) if multi else [style.PRIMARY]
-    for colour, row in zip(colours, summary.to_dict(orient="records"), strict=True):
-        cur = r.curves[(r.curves["head"] == head) & (r.curves["class"] == row["class"])]
+    curves = r.curves[r.curves["head"] == head]
+    return summary, multi, [(colour, row, curves[curves["class"] == row["class"]])
+                            for colour, row in zip(colours, summary.to_dict(orient="records"), strict=True)]
+
+
+def draw_roc(ax, r: RocCurves, head: str):
+    summary, multi, classes = _classes(r, head)
+    colours = [c for c, _, _ in classes]
+    for colour, row, cur in classes:
         auc = style.with_interval(row["auc"], row["auc_low"], row["auc_high"])
         label = f"{row['class']}: AUC {auc}" if multi else f"AUC {auc}"
         ax.plot(cur["fpr"], cur["tpr"], color=colour, lw=1.4 if not multi else 1.0, label=label,
@@ -137,11 +146,9 @@ def plot_roc_curve(r: RocCurves):
 
 # --------------------------------------------------------------------------- PR
 def draw_pr(ax, r: PrCurves, head: str):
-    summary = r.summary[r.summary["head"] == head]
-    multi = len(summary) > 1
-    colours = _class_colours(len(summary)) if multi else [style.PRIMARY]
-    for colour, row in zip(colours, summary.to_dict(orient="records"), strict=True):
-        cur = r.curves[(r.curves["head"] == head) & (r.curves["class"] == row["class"])]
+    summary, multi, classes = _classes(r, head)
+    colours = [c for c, _, _ in classes]
+    for colour, row, cur in classes:
         ap = style.with_interval(row["ap"], row["ap_low"], row["ap_high"])
         ax.plot(cur["recall"], cur["precision"], color=colour, lw=1.0 if multi else 1.4, drawstyle="steps-post",
                 label=f"{row['class']}: AP {ap}" if multi else f"AP {ap}")
