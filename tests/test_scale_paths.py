@@ -243,12 +243,18 @@ def test_columnar_http_histories_equal_the_sql_ones(small_store, monkeypatch):
         monkeypatch.setattr(Store, "HTTP_PAGE", 4)
         with Store(uri) as store:
             over_http = store.histories(ids, KEYS)
+            extremes_http = store.histories(ids, KEYS, extremes=True)  # reduced as each bulk answer arrives
             runs_http, unreadable = store.run_records(exps)
         with Store(small_store["uri"]) as store:
             in_sql = store.histories(ids, KEYS)
+            extremes_sql = store.histories(ids, KEYS, extremes=True)  # MIN/MAX by the database
             runs_sql = store._run_records_sql(exps)
     finally:
         _stop(proc)
     pd.testing.assert_frame_equal(over_http, in_sql)
+    assert set(extremes_http) == set(extremes_sql) and len(extremes_http) == 11 * 3  # run 7 logged nothing
+    for k, (lo, hi) in extremes_sql.items():
+        assert extremes_http[k] == pytest.approx((lo, hi), nan_ok=True)
+    assert extremes_http[(ids[3], "val_loss")][0] <= 0.25  # the NaN point ignored
     assert len(runs_http) == 12 and unreadable == []  # 3 full pages of 4
     assert _nan_safe(runs_http) == _nan_safe(runs_sql)

@@ -54,8 +54,7 @@ def _best_of_history(store, records: list[dict], progress: bool) -> None:
     """Replace each metric's last value with the best value of its history (min for losses)."""
     run_ids = [r["run_id"] for r in records]
     keys = sorted({k for r in records for k in r["metrics"]})
-    in_sql = getattr(store, "_history_extremes_sql", None)  # SQL stores: the database reduces each history
-    best = in_sql(run_ids, keys) if in_sql is not None else None
+    best = _histories(store, run_ids, keys, progress, extremes=True)  # reduced where the points are
     if best is None:
         best = history_extremes(_histories(store, run_ids, keys, progress))
     for r in records:
@@ -65,9 +64,9 @@ def _best_of_history(store, records: list[dict], progress: bool) -> None:
                 r["metrics"][key] = found[default_direction(key) == "max"]
 
 
-def _histories(store, run_ids: list[str], keys: list[str], progress: bool) -> pd.DataFrame:
+def _histories(store, run_ids: list[str], keys: list[str], progress: bool, extremes: bool = False):
     bar = lambda n: progress_bar(n, "reading histories", progress, unit="req")  # noqa: E731
-    return store.histories(run_ids, keys, progress=bar)
+    return store.histories(run_ids, keys, progress=bar, extremes=extremes)
 
 
 def history_extremes(hist: pd.DataFrame) -> dict[tuple[str, str], tuple[float, float]]:
